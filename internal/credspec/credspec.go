@@ -1,0 +1,187 @@
+package credspec
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Format is how a credential set is written to the tmpfs.
+type Format string
+
+// The formats the file sink writes.
+const (
+	FormatFiles Format = "files" // one file per field (default)
+	FormatJSON  Format = "json"  // credentials.json
+	FormatEnv   Format = "env"   // credentials.env, KEY=value lines
+)
+
+// Formats lists the allowed formats, for error messages and docs.
+var Formats = []Format{FormatFiles, FormatJSON, FormatEnv}
+
+// Credential is one credential set: a KV v2 secret, optionally with
+// Transit-encrypted fields, delivered under Name.
+type Credential struct {
+	Name       string   // delivery name: directory under the secrets dir, socket path element
+	Mount      string   // KV v2 mount, e.g. "secret"
+	Path       string   // path inside the mount, e.g. "partners/acme/zerodha"
+	TransitKey string   // Transit key for fields holding "vault:v…" ciphertext; empty: none
+	Context    string   // derived-key context (plain text; base64-encoded on the wire)
+	Fields     []string // fields to deliver, each required non-empty; empty: all fields
+	Format     Format   // file format
+	Optional   bool     // readiness does not wait for this set
+}
+
+// ErrInvalid is wrapped by every parse error.
+var ErrInvalid = errors.New("invalid credential spec")
+
+var (
+	nameRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$`)
+	segmentRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
+	keyRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+	fieldRE   = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+)
+
+// Options lists the keys allowed after the path, for error messages and docs.
+var Options = []string{"transit", "context", "fields", "format", "optional"}
+
+const maxSpecLen = 4096
+
+// Parse parses "NAME=KV_PATH[;opt...]".
+func Parse(spec string) (Credential, error) {
+	name, rest, ok := strings.Cut(spec, "=")
+	if !ok {
+		return Credential{}, fmt.Errorf("%w %q: want NAME=KV_PATH[;transit=KEY][;context=CTX][;fields=a,b][;format=files|json|env][;optional]", ErrInvalid, clip(spec))
+	}
+	parts := strings.Split(rest, ";")
+	c, err := Build(name, parts[0], parts[1:]...)
+	if err != nil {
+		return Credential{}, fmt.Errorf("%w %q: %s", ErrInvalid, clip(spec), strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+	}
+	return c, nil
+}
+
+// Build makes a Credential from a name, a KV path and "key=value" options
+// (the injector feeds it annotation values this way).
+func Build(name, kvPath string, opts ...string) (Credential, error) {
+	if len(name)+len(kvPath) > maxSpecLen {
+		return Credential{}, fmt.Errorf("%w: longer than %d bytes", ErrInvalid, maxSpecLen)
+	}
+	if err := ValidateName(name); err != nil {
+		return Credential{}, err
+	}
+	c := Credential{Name: name, Format: FormatFiles}
+	var err error
+	if c.Mount, c.Path, err = SplitKVPath(kvPath); err != nil {
+		return Credential{}, err
+	}
+	seen := map[string]bool{}
+	for _, opt := range opts {
+		k, v, hasValue := strings.Cut(opt, "=")
+		k = strings.TrimSpace(k)
+		if seen[k] {
+			return Credential{}, fmt.Errorf("%w: option %q given twice", ErrInvalid, k)
+		}
+		seen[k] = true
+		switch k {
+		case "transit":
+			if !keyRE.MatchString(v) {
+				return Credential{}, fmt.Errorf("%w: transit key %q: allowed letters, digits, '.', '_', '-' (1-128)", ErrInvalid, clip(v))
+			}
+			c.TransitKey = v
+		case "context":
+			if v == "" || len(v) > 256 || strings.ContainsAny(v, "\x00\n\r;") {
+				return Credential{}, fmt.Errorf("%w: context must be 1-256 bytes on one line, without ';'", ErrInvalid)
+			}
+			c.Context = v
+		case "fields":
+			for f := range strings.SplitSeq(v, ",") {
+				if !fieldRE.MatchString(f) {
+					return Credential{}, fmt.Errorf("%w: field %q: allowed letters, digits, '.', '_', '-', not starting with '.' (1-128)", ErrInvalid, clip(f))
+				}
+				if slices.Contains(c.Fields, f) {
+					return Credential{}, fmt.Errorf("%w: field %q listed twice", ErrInvalid, f)
+				}
+				c.Fields = append(c.Fields, f)
+			}
+		case "format":
+			if !slices.Contains(Formats, Format(v)) {
+				return Credential{}, fmt.Errorf("%w: format %q: allowed files, json, env", ErrInvalid, clip(v))
+			}
+			c.Format = Format(v)
+		case "optional":
+			if hasValue && v != "true" {
+				return Credential{}, fmt.Errorf("%w: optional takes no value", ErrInvalid)
+			}
+			c.Optional = true
+		default:
+			return Credential{}, fmt.Errorf("%w: unknown option %q (allowed: %s)", ErrInvalid, clip(k), strings.Join(Options, ", "))
+		}
+	}
+	if c.Context != "" && c.TransitKey == "" {
+		return Credential{}, fmt.Errorf("%w: context needs transit=KEY", ErrInvalid)
+	}
+	return c, nil
+}
+
+// ValidateName checks a credential set's delivery name: it becomes a
+// directory name and a URL path element.
+func ValidateName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%w: name %q: allowed lower-case letters, digits, '-', '_', 1-63, starting and ending with a letter or digit", ErrInvalid, clip(name))
+	}
+	return nil
+}
+
+// SplitKVPath splits "MOUNT/PATH" or "MOUNT/data/PATH" into the KV v2 mount
+// and the path inside it. Segments may not be empty, "." or "..".
+func SplitKVPath(p string) (mount, path string, err error) {
+	segs := strings.Split(p, "/")
+	for _, s := range segs {
+		if !segmentRE.MatchString(s) {
+			return "", "", fmt.Errorf("%w: KV path %q: want MOUNT/PATH with segments of letters, digits, '.', '_', '-' (no empty, '.' or '..' segment)", ErrInvalid, clip(p))
+		}
+	}
+	if len(segs) >= 3 && segs[1] == "data" {
+		segs = append(segs[:1], segs[2:]...)
+	}
+	if len(segs) < 2 {
+		return "", "", fmt.Errorf("%w: KV path %q: want MOUNT/PATH, e.g. secret/partners/acme/zerodha", ErrInvalid, clip(p))
+	}
+	return segs[0], strings.Join(segs[1:], "/"), nil
+}
+
+// KVPath is the path as a user writes it: MOUNT/PATH.
+func (c Credential) KVPath() string { return c.Mount + "/" + c.Path }
+
+// String renders the canonical spec; Parse(c.String()) == c.
+func (c Credential) String() string {
+	var b strings.Builder
+	b.WriteString(c.Name + "=" + c.KVPath())
+	if c.TransitKey != "" {
+		b.WriteString(";transit=" + c.TransitKey)
+	}
+	if c.Context != "" {
+		b.WriteString(";context=" + c.Context)
+	}
+	if len(c.Fields) > 0 {
+		b.WriteString(";fields=" + strings.Join(c.Fields, ","))
+	}
+	if c.Format != "" && c.Format != FormatFiles {
+		b.WriteString(";format=" + string(c.Format))
+	}
+	if c.Optional {
+		b.WriteString(";optional")
+	}
+	return b.String()
+}
+
+// clip keeps error messages one readable line for hostile input.
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
+}

@@ -1,0 +1,142 @@
+package securemem
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Kind is where a Buffer's pages come from.
+type Kind int
+
+// Buffer kinds, best first.
+const (
+	KindSecretmem Kind = iota // memfd_secret: locked, out of the direct map
+	KindLocked                // mmap + mlock + MADV_DONTDUMP
+	KindUnlocked              // mmap + MADV_DONTDUMP; mlock was refused (RLIMIT_MEMLOCK)
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindSecretmem:
+		return "secretmem"
+	case KindLocked:
+		return "locked"
+	default:
+		return "unlocked"
+	}
+}
+
+// Buffer is a fixed-size block of protected memory. It is not safe to use
+// after Free; Free itself may be called more than once.
+type Buffer struct {
+	mem  []byte // the whole mapping, page-rounded
+	n    int    // usable length
+	kind Kind
+	once sync.Once
+}
+
+var (
+	secretmemBytes atomic.Int64
+	lockedBytes    atomic.Int64
+	unlockedBytes  atomic.Int64
+	secretmemOff   atomic.Bool // set once memfd_secret has been refused
+)
+
+// Stats reports how many bytes of live buffers are of each kind.
+type Stats struct {
+	Secretmem, Locked, Unlocked int64
+}
+
+// CurrentStats returns the bytes currently held in buffers, by kind.
+func CurrentStats() Stats {
+	return Stats{Secretmem: secretmemBytes.Load(), Locked: lockedBytes.Load(), Unlocked: unlockedBytes.Load()}
+}
+
+// DisableSecretmem makes New use mmap+mlock only (for tests and kernels where
+// secretmem misbehaves).
+func DisableSecretmem() { secretmemOff.Store(true) }
+
+// New allocates a zeroed buffer of n bytes (n > 0).
+func New(n int) (*Buffer, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("securemem: size %d: must be positive", n)
+	}
+	size := roundPage(n)
+	if !secretmemOff.Load() {
+		if mem, err := secretMap(size); err == nil {
+			secretmemBytes.Add(int64(size))
+			return &Buffer{mem: mem, n: n, kind: KindSecretmem}, nil
+		} else if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) {
+			secretmemOff.Store(true) // not offered here: stop trying
+		}
+	}
+	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, fmt.Errorf("securemem: mmap %d bytes: %w", size, err)
+	}
+	_ = unix.Madvise(mem, unix.MADV_DONTDUMP)
+	_ = unix.Madvise(mem, unix.MADV_WIPEONFORK)
+	kind := KindLocked
+	if err := unix.Mlock(mem); err != nil {
+		kind = KindUnlocked
+		unlockedBytes.Add(int64(size))
+	} else {
+		lockedBytes.Add(int64(size))
+	}
+	return &Buffer{mem: mem, n: n, kind: kind}, nil
+}
+
+func secretMap(size int) ([]byte, error) {
+	fd, _, errno := unix.Syscall(unix.SYS_MEMFD_SECRET, uintptr(unix.O_CLOEXEC), 0, 0)
+	if errno != 0 {
+		return nil, errno
+	}
+	defer unix.Close(int(fd))
+	if err := unix.Ftruncate(int(fd), int64(size)); err != nil {
+		return nil, err
+	}
+	return unix.Mmap(int(fd), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+}
+
+// Bytes is the buffer's memory. Never keep a slice of it past Free.
+func (b *Buffer) Bytes() []byte { return b.mem[:b.n] }
+
+// Len is the usable length.
+func (b *Buffer) Len() int { return b.n }
+
+// Kind says where the pages came from.
+func (b *Buffer) Kind() Kind { return b.kind }
+
+// Free zeroes and unmaps the buffer. Safe to call twice.
+func (b *Buffer) Free() {
+	if b == nil {
+		return
+	}
+	b.once.Do(func() {
+		clear(b.mem)
+		size := int64(len(b.mem))
+		switch b.kind {
+		case KindSecretmem:
+			secretmemBytes.Add(-size)
+		case KindLocked:
+			_ = unix.Munlock(b.mem)
+			lockedBytes.Add(-size)
+		default:
+			unlockedBytes.Add(-size)
+		}
+		_ = unix.Munmap(b.mem)
+		b.mem, b.n = nil, 0
+	})
+}
+
+// Wipe zeroes p in place: for transient copies outside a Buffer.
+func Wipe(p []byte) { clear(p) }
+
+func roundPage(n int) int {
+	ps := unix.Getpagesize()
+	return (n + ps - 1) / ps * ps
+}

@@ -51,3 +51,32 @@ $(TOOLS_DIR)/promtool:
 .PHONY: tools
 tools: $(TOOLS_DIR)/vault $(TOOLS_DIR)/kube-apiserver $(TOOLS_DIR)/etcd $(TOOLS_DIR)/promtool ## real test servers
 	@echo ">> test servers ready in $(TOOLS_DIR)"
+
+GOTEST_FLAGS ?= -race -count=1 -timeout 30m
+
+.PHONY: lint
+lint: ## go vet + staticcheck (pinned)
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+# make test: builds the real servers if needed, then runs every test with
+# -race. The verbose log goes to bin/test.log; the console shows each
+# top-level test's result, so the server-backed ones are visibly there.
+.PHONY: test
+test: tools lint
+	@mkdir -p bin
+	@echo ">> go test $(GOTEST_FLAGS) ./...  (servers from $(TOOLS_DIR))"
+	@set +e; $(GO) test $(GOTEST_FLAGS) -v ./... > bin/test.log 2>&1; rc=$$?; set -e; \
+	grep -E '^(--- (PASS|FAIL|SKIP)|ok |FAIL|panic:|---.*timed out)' bin/test.log || true; \
+	pass=$$(grep -c '^--- PASS' bin/test.log || true); fail=$$(grep -c '^--- FAIL' bin/test.log || true); \
+	skip=$$(grep -c '^--- SKIP' bin/test.log || true); \
+	if [ $$rc -ne 0 ]; then echo ">> failures (last 80 lines of bin/test.log):"; grep -B2 -A20 -E '^\s*--- FAIL|^panic:' bin/test.log | tail -80; fi; \
+	echo "tests: $$pass passed, $$fail failed, $$skip skipped"; exit $$rc
+
+.PHONY: test-short
+test-short: ## fast loop: no server-backed tests
+	$(GO) test -short -count=1 ./...
+
+.PHONY: clean
+clean:
+	rm -rf bin

@@ -1,0 +1,120 @@
+package credspec
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name    string
+		spec    string
+		want    Credential
+		wantErr string
+	}{
+		{
+			name: "plain",
+			spec: "zerodha=secret/partners/acme/zerodha",
+			want: Credential{Name: "zerodha", Mount: "secret", Path: "partners/acme/zerodha", Format: FormatFiles},
+		},
+		{
+			name: "data segment stripped",
+			spec: "zerodha=secret/data/partners/acme/zerodha",
+			want: Credential{Name: "zerodha", Mount: "secret", Path: "partners/acme/zerodha", Format: FormatFiles},
+		},
+		{
+			name: "every option",
+			spec: "binance=kv/partners/acme/binance;transit=partner-keys;context=acme;fields=api_key,api_secret;format=env;optional",
+			want: Credential{Name: "binance", Mount: "kv", Path: "partners/acme/binance", TransitKey: "partner-keys",
+				Context: "acme", Fields: []string{"api_key", "api_secret"}, Format: FormatEnv, Optional: true},
+		},
+		{name: "no equals", spec: "secret/a/b", wantErr: "want NAME=KV_PATH"},
+		{name: "upper-case name", spec: "Zerodha=secret/a", wantErr: "name \"Zerodha\""},
+		{name: "name with slash", spec: "a/b=secret/a", wantErr: "name \"a/b\""},
+		{name: "path traversal", spec: "a=secret/../sys/x", wantErr: "KV path"},
+		{name: "empty segment", spec: "a=secret//x", wantErr: "KV path"},
+		{name: "mount only", spec: "a=secret", wantErr: "want MOUNT/PATH"},
+		{name: "unknown option", spec: "a=secret/x;transit_key=k", wantErr: `unknown option "transit_key" (allowed: transit, context, fields, format, optional)`},
+		{name: "bad format", spec: "a=secret/x;format=yaml", wantErr: "allowed files, json, env"},
+		{name: "context without transit", spec: "a=secret/x;context=acme", wantErr: "context needs transit=KEY"},
+		{name: "duplicate option", spec: "a=secret/x;format=env;format=json", wantErr: "given twice"},
+		{name: "field traversal", spec: "a=secret/x;fields=../etc", wantErr: "field \"../etc\""},
+		{name: "duplicate field", spec: "a=secret/x;fields=k,k", wantErr: "listed twice"},
+		{name: "optional with value", spec: "a=secret/x;optional=no", wantErr: "optional takes no value"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse(tt.spec)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Parse(%q) error = %v, want it to contain %q", tt.spec, err, tt.wantErr)
+				}
+				if !errors.Is(err, ErrInvalid) {
+					t.Fatalf("error %v does not wrap ErrInvalid", err)
+				}
+				if strings.Contains(err.Error(), "\n") {
+					t.Fatalf("error spans lines: %q", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Parse(%q): %v", tt.spec, err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("Parse(%q) = %+v, want %+v", tt.spec, got, tt.want)
+			}
+			again, err := Parse(got.String())
+			if err != nil || !reflect.DeepEqual(again, got) {
+				t.Fatalf("round trip of %q via %q = %+v, %v", tt.spec, got.String(), again, err)
+			}
+		})
+	}
+}
+
+func TestHostileInputErrorsStayShort(t *testing.T) {
+	_, err := Parse("a=secret/x;transit=" + strings.Repeat("k", 5000))
+	if err == nil || len(err.Error()) > 400 {
+		t.Fatalf("error for a huge value should be short, got %d bytes: %v", len(err.Error()), err)
+	}
+}
+
+func ExampleParse() {
+	c, err := Parse("zerodha=secret/data/partners/acme/zerodha;transit=partners;context=acme;fields=api_key,api_secret")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(c.Mount, c.Path)
+	// c.String() is the canonical form the injector hands to the agent.
+	fmt.Println(c.String())
+	// Output:
+	// secret partners/acme/zerodha
+	// zerodha=secret/partners/acme/zerodha;transit=partners;context=acme;fields=api_key,api_secret
+}
+
+// FuzzParse: Parse never panics, and whatever it accepts renders to a spec
+// that parses back to the same value.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		"zerodha=secret/partners/acme/zerodha",
+		"b=kv/data/x/y;transit=k;context=c;fields=a,b;format=json;optional",
+		"a=secret/../x", "=", ";;;", "a=b/c;format=env;format=env",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		c, err := Parse(spec)
+		if err != nil {
+			return
+		}
+		again, err := Parse(c.String())
+		if err != nil {
+			t.Fatalf("canonical %q of accepted %q does not parse: %v", c.String(), spec, err)
+		}
+		if !reflect.DeepEqual(again, c) {
+			t.Fatalf("round trip differs: %+v vs %+v", again, c)
+		}
+	})
+}

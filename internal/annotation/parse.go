@@ -1,0 +1,275 @@
+package annotation
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/credlet/credlet/internal/credspec"
+)
+
+// ErrInvalid is matched (errors.Is) by every error Parse returns.
+var ErrInvalid = errors.New("invalid credlet.io annotations")
+
+// FieldError is one bad annotation: the key as written, its value, what is
+// wrong and what is allowed.
+type FieldError struct {
+	Key     string
+	Value   string
+	Problem string
+	Allowed string
+}
+
+func (e *FieldError) Error() string {
+	var b strings.Builder
+	b.WriteString("annotation " + e.Key)
+	if e.Value != "" {
+		b.WriteString(fmt.Sprintf("=%q", clip(e.Value)))
+	}
+	if e.Problem != "" {
+		b.WriteString(": " + e.Problem)
+	}
+	if e.Allowed != "" {
+		b.WriteString(" (allowed: " + strings.ReplaceAll(e.Allowed, "`", "") + ")")
+	}
+	return b.String()
+}
+
+// Error lists every problem in one pod's annotations, sorted by key.
+type Error struct {
+	Problems []*FieldError
+}
+
+func (e *Error) Error() string {
+	msgs := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		msgs[i] = p.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *Error) Is(target error) bool { return target == ErrInvalid }
+
+// credInput collects one credential set's annotations until it is built.
+type credInput struct {
+	path    string
+	hasPath bool
+	opts    []string
+	keys    []string // annotation keys seen, for attributing errors
+}
+
+// state is what the parsers write into while Parse walks the annotations.
+type state struct {
+	spec  Spec
+	creds map[string]*credInput
+}
+
+func (p *state) cred(name string) *credInput {
+	c := p.creds[name]
+	if c == nil {
+		c = &credInput{}
+		p.creds[name] = c
+	}
+	return c
+}
+
+// Parse validates every credlet.io/* annotation and returns the typed Spec.
+// Annotations outside credlet.io/ are ignored. The error, an *Error, names
+// every unknown key and bad value with what is allowed.
+func Parse(annotations map[string]string) (Spec, error) {
+	p := &state{creds: map[string]*credInput{}}
+	var problems []*FieldError
+	bad := func(key, value, problem, allowed string) {
+		problems = append(problems, &FieldError{Key: key, Value: value, Problem: problem, Allowed: allowed})
+	}
+	seen := map[string]bool{} // schema keys present (pod-level)
+	for _, key := range slices.Sorted(maps.Keys(annotations)) {
+		if !strings.HasPrefix(key, Prefix) {
+			continue
+		}
+		value := annotations[key]
+		f, name, err := lookup(key)
+		if err != nil {
+			bad(key, "", err.Error(), "")
+			continue
+		}
+		if f == nil {
+			bad(key, "", unknownKey(key), "")
+			continue
+		}
+		seen[f.Key] = true
+		if name != "" {
+			p.cred(name).keys = append(p.cred(name).keys, key)
+		}
+		if err := f.parse(p, name, value); err != nil {
+			bad(key, value, problemText(err), f.Allowed)
+		}
+	}
+	for _, f := range schema {
+		if f.Default == "" {
+			continue
+		}
+		if strings.Contains(f.Key, "<name>") {
+			for name, c := range p.creds {
+				if !slices.Contains(c.keys, credKey(f.Key, name)) {
+					_ = f.parse(p, name, f.Default) // defaults are valid: TestDefaultsParse
+				}
+			}
+			continue
+		}
+		if !seen[f.Key] {
+			_ = f.parse(p, "", f.Default)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(p.creds)) {
+		c := p.creds[name]
+		pathKey := credKey(schema[0].Key, name)
+		if !c.hasPath {
+			if !slices.Contains(c.keys, pathKey) { // a bad path was already reported
+				bad(c.keys[0], "", "given without "+pathKey, "")
+			}
+			continue
+		}
+		if hasOpt(c.opts, "context") && !hasOpt(c.opts, "transit") {
+			bad(credKey(Prefix+"credential.<name>.context", name), "", "needs "+credKey(Prefix+"credential.<name>.transit-key", name), "")
+			continue
+		}
+		cred, err := credspec.Build(name, c.path, c.opts...)
+		if err != nil {
+			bad(pathKey, c.path, problemText(credspecProblem(err)), "")
+			continue
+		}
+		p.spec.Credentials = append(p.spec.Credentials, cred)
+	}
+	if len(p.spec.Credentials) == 0 && len(problems) == 0 {
+		bad(schema[0].Key, "", "no credential set: add at least one", "")
+	}
+	problems = append(problems, crossCheck(&p.spec, seen)...)
+	if len(problems) > 0 {
+		slices.SortStableFunc(problems, func(a, b *FieldError) int { return strings.Compare(a.Key, b.Key) })
+		return Spec{}, &Error{Problems: problems}
+	}
+	return p.spec, nil
+}
+
+// crossCheck enforces what one key demands of another.
+func crossCheck(s *Spec, seen map[string]bool) []*FieldError {
+	var out []*FieldError
+	add := func(key, problem string) { out = append(out, &FieldError{Key: key, Problem: problem}) }
+	role, secret, auth := Prefix+"role", Prefix+"approle-secret", Prefix+"auth"
+	switch s.Auth {
+	case AuthKubernetes:
+		if !seen[role] {
+			add(role, "required when "+auth+" is kubernetes (the default)")
+		}
+		if seen[secret] {
+			add(secret, "only used when "+auth+" is approle")
+		}
+	case AuthAppRole:
+		if !seen[secret] {
+			add(secret, "required when "+auth+" is approle")
+		}
+		if seen[role] {
+			add(role, "only used when "+auth+" is kubernetes")
+		}
+	}
+	return out
+}
+
+// lookup finds the schema row for key; name is the credential set's name
+// for per-credential keys.
+func lookup(key string) (f *Field, name string, err error) {
+	rest, ok := strings.CutPrefix(key, CredentialPrefix)
+	if !ok {
+		return byKey[key], "", nil
+	}
+	name, opt, hasOpt := strings.Cut(rest, ".")
+	if err := credspec.ValidateName(name); err != nil {
+		return nil, "", credspecProblem(err)
+	}
+	pattern := CredentialPrefix + "<name>"
+	if hasOpt {
+		pattern += "." + opt
+	}
+	return byKey[pattern], name, nil
+}
+
+func hasOpt(opts []string, name string) bool {
+	return slices.ContainsFunc(opts, func(o string) bool { return strings.HasPrefix(o, name+"=") })
+}
+
+func credKey(pattern, name string) string { return strings.Replace(pattern, "<name>", name, 1) }
+
+func problemText(err error) string {
+	if errors.Is(err, errBad) {
+		return "" // Allowed says it all
+	}
+	return err.Error()
+}
+
+// unknownKey explains an unknown credlet.io key, suggesting the nearest
+// known one when the key looks like a typo.
+func unknownKey(key string) string {
+	if key == InjectLabel {
+		return "unknown annotation: " + InjectLabel + " is a label (metadata.labels), not an annotation"
+	}
+	candidates := Keys()
+	if rest, ok := strings.CutPrefix(key, CredentialPrefix); ok {
+		name, _, _ := strings.Cut(rest, ".")
+		for i, c := range candidates {
+			candidates[i] = credKey(c, name)
+		}
+	}
+	best, bestD := "", 4
+	for _, c := range candidates {
+		if d := distance(key, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	msg := "unknown annotation"
+	if best != "" {
+		msg += fmt.Sprintf(" (did you mean %s?)", best)
+	}
+	known := make([]string, 0, len(schema))
+	for _, f := range schema {
+		if f.Key != KeyStatus {
+			known = append(known, strings.TrimPrefix(f.Key, Prefix))
+		}
+	}
+	return msg + "; known keys under " + Prefix + ": " + strings.Join(known, ", ")
+}
+
+// distance is the Levenshtein distance, for typo suggestions.
+func distance(a, b string) int {
+	if len(a) > 128 || len(b) > 128 {
+		return 1 << 30
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// clip keeps a hostile value from flooding a denial.
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
+}

@@ -1,0 +1,278 @@
+package annotation
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/credlet/credlet/internal/credspec"
+)
+
+// errBad is returned by a parser whose value is simply not in the allowed
+// set; the denial then quotes the field's Allowed text alone.
+var errBad = errors.New("not allowed")
+
+var (
+	roleRE      = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._@-]{0,127}$`)
+	mountRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$`)
+	processRE   = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._+-]{0,63}$`)
+	notifySigs  = []string{"SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGTERM"}
+	logLevels   = []string{"debug", "info", "warn", "error"}
+	minCPU      = resource.MustParse("1m")
+	maxCPU      = resource.MustParse("4")
+	minMemory   = resource.MustParse("16Mi")
+	maxMemory   = resource.MustParse("1Gi")
+	minRefresh  = time.Second
+	maxRefresh  = 24 * time.Hour
+	maxIDValue  = int64(1<<31 - 1)
+	maxListSize = 64
+)
+
+// credspecProblem strips credspec's sentinel prefix: the denial already
+// names the key.
+func credspecProblem(err error) error {
+	return errors.New(strings.TrimPrefix(err.Error(), credspec.ErrInvalid.Error()+": "))
+}
+
+func parseCredPath(p *state, name, v string) error {
+	if _, _, err := credspec.SplitKVPath(v); err != nil {
+		return credspecProblem(err)
+	}
+	c := p.cred(name)
+	c.path, c.hasPath = v, true
+	return nil
+}
+
+// credOption checks one credspec option alone (so the denial names this
+// key), then keeps it for the final credspec.Build of the whole set.
+func credOption(opt string) func(*state, string, string) error {
+	return func(p *state, name, v string) error {
+		o := opt + "=" + v
+		probe := []string{o}
+		if opt == "context" { // context alone is refused: it needs a key
+			probe = append(probe, "transit=k")
+		}
+		if _, err := credspec.Build(name, "secret/probe", probe...); err != nil {
+			return credspecProblem(err)
+		}
+		p.cred(name).opts = append(p.cred(name).opts, o)
+		return nil
+	}
+}
+
+func parseCredOptional(p *state, name, v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil || (v != "true" && v != "false") {
+		return errBad
+	}
+	if b {
+		p.cred(name).opts = append(p.cred(name).opts, "optional")
+	}
+	return nil
+}
+
+func parseAuth(p *state, _, v string) error {
+	switch a := Auth(v); a {
+	case AuthKubernetes, AuthAppRole:
+		p.spec.Auth = a
+		return nil
+	}
+	return errBad
+}
+
+func parseRole(p *state, _, v string) error {
+	if !roleRE.MatchString(v) {
+		return errBad
+	}
+	p.spec.Role = v
+	return nil
+}
+
+func parseAuthMount(p *state, _, v string) error {
+	if len(v) > 128 || !mountRE.MatchString(v) || slices.Contains(strings.Split(v, "/"), "..") {
+		return errBad
+	}
+	p.spec.AuthMount = v
+	return nil
+}
+
+func parseAppRoleSecret(p *state, _, v string) error {
+	if len(validation.IsDNS1123Subdomain(v)) > 0 {
+		return errBad
+	}
+	p.spec.AppRoleSecret = v
+	return nil
+}
+
+// checkURL accepts an absolute http or https URL with a host and nothing
+// that could carry a secret or confuse a flag (user info, fragment, spaces).
+func checkURL(v string, allowQuery bool) error {
+	u, err := url.Parse(v)
+	if err != nil {
+		return errBad
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("scheme must be http or https")
+	case u.Host == "" || u.Hostname() == "":
+		return errors.New("no host")
+	case u.User != nil:
+		return errors.New("user info is not allowed")
+	case u.Fragment != "" || strings.Contains(v, "#"):
+		return errors.New("a fragment is not allowed")
+	case !allowQuery && u.RawQuery != "":
+		return errors.New("a query is not allowed")
+	case strings.ContainsAny(v, " \t\r\n\x00"):
+		return errors.New("whitespace is not allowed")
+	}
+	return nil
+}
+
+func parseVaultAddr(p *state, _, v string) error {
+	if err := checkURL(v, false); err != nil {
+		return err
+	}
+	p.spec.VaultAddr = v
+	return nil
+}
+
+func parseVerifyURL(p *state, _, v string) error {
+	if err := checkURL(v, true); err != nil {
+		return err
+	}
+	p.spec.VerifyURL = v
+	return nil
+}
+
+func parseNotify(p *state, _, v string) error {
+	kind, rest, _ := strings.Cut(v, ":")
+	switch kind {
+	case "signal":
+		sig, proc, ok := strings.Cut(rest, ":")
+		if !ok || !slices.Contains(notifySigs, sig) {
+			return fmt.Errorf("signal must be one of %s", strings.Join(notifySigs, ", "))
+		}
+		if !processRE.MatchString(proc) {
+			return errors.New("process name must be 1-64 of letters, digits, '.', '_', '+', '-'")
+		}
+	case "http":
+		if err := checkURL(rest, true); err != nil {
+			return err
+		}
+	default:
+		return errBad
+	}
+	p.spec.Notify = v
+	return nil
+}
+
+func parseDelivery(p *state, _, v string) error {
+	switch v {
+	case "socket,files", "files,socket":
+		p.spec.Delivery = Delivery{Socket: true, Files: true}
+	case "socket":
+		p.spec.Delivery = Delivery{Socket: true}
+	case "files":
+		p.spec.Delivery = Delivery{Files: true}
+	default:
+		return errBad
+	}
+	return nil
+}
+
+func parseContainers(p *state, _, v string) error {
+	names := strings.Split(v, ",")
+	if len(names) > maxListSize {
+		return fmt.Errorf("more than %d names", maxListSize)
+	}
+	for i, n := range names {
+		n = strings.TrimSpace(n)
+		if errs := validation.IsDNS1123Label(n); len(errs) > 0 {
+			return fmt.Errorf("%q: %s", clip(n), strings.Join(errs, "; "))
+		}
+		if slices.Contains(names[:i], n) {
+			return fmt.Errorf("%q listed twice", n)
+		}
+		names[i] = n
+	}
+	p.spec.Containers = names
+	return nil
+}
+
+func parseID(v string, minimum int64) (*int64, error) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < minimum || n > maxIDValue || strconv.FormatInt(n, 10) != v {
+		return nil, errBad
+	}
+	return &n, nil
+}
+
+func parseUID(p *state, _, v string) (err error) {
+	p.spec.UID, err = parseID(v, 1)
+	return err
+}
+
+func parseGID(p *state, _, v string) (err error) {
+	p.spec.GID, err = parseID(v, 0)
+	return err
+}
+
+func parseRefresh(p *state, _, v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < minRefresh || d > maxRefresh {
+		return errBad
+	}
+	p.spec.Refresh = d
+	return nil
+}
+
+func parseSidecar(p *state, _, v string) error {
+	switch s := Sidecar(v); s {
+	case SidecarNative, SidecarClassic:
+		p.spec.Sidecar = s
+		return nil
+	}
+	return errBad
+}
+
+func parseQuantity(v string, lo, hi resource.Quantity) (*resource.Quantity, error) {
+	q, err := resource.ParseQuantity(v)
+	if err != nil || q.Cmp(lo) < 0 || q.Cmp(hi) > 0 {
+		return nil, errBad
+	}
+	return &q, nil
+}
+
+func parseAgentCPU(p *state, _, v string) (err error) {
+	p.spec.AgentCPU, err = parseQuantity(v, minCPU, maxCPU)
+	return err
+}
+
+func parseAgentMemory(p *state, _, v string) (err error) {
+	p.spec.AgentMemory, err = parseQuantity(v, minMemory, maxMemory)
+	return err
+}
+
+func parseLogLevel(p *state, _, v string) error {
+	if !slices.Contains(logLevels, v) {
+		return errBad
+	}
+	p.spec.LogLevel = v
+	return nil
+}
+
+func parseStatus(p *state, _, v string) error {
+	if v != StatusInjected {
+		return errBad
+	}
+	p.spec.Status = v
+	return nil
+}

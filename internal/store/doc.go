@@ -7,6 +7,10 @@
 // rollback pointer; an older one is wiped and freed as soon as no reader
 // holds it (reference counted: Acquire / Release).
 //
+// Readers encode values straight from those views: WriteFieldsJSON and
+// WriteJSONString stream a set's fields as JSON into a writer (a socket
+// response, a file) without making Go strings of them.
+//
 // Subscribers get a coalescing notification: a channel buffered to one with
 // non-blocking sends, so a burst of commits wakes a slow reader once.
 package store

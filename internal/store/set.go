@@ -3,6 +3,7 @@ package store
 import (
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -16,7 +17,9 @@ type Set struct {
 	version   int
 	createdAt time.Time // when Vault created this version
 	fetchedAt time.Time // when the agent read it
+	expiresAt time.Time // zero: does not expire
 	names     []string  // sorted
+	keys      []string  // names[i] JSON-encoded with its colon: "name":
 	offs      []int     // names[i]'s value is buf[offs[i]:offs[i+1]]
 	buf       *securemem.Buffer
 
@@ -30,11 +33,12 @@ type Meta struct {
 	Version   int
 	CreatedAt time.Time
 	FetchedAt time.Time
+	ExpiresAt time.Time // zero when the version does not expire (KV v2 static secrets)
 }
 
 // newSet copies fields into one locked buffer and wipes the originals.
 func newSet(name string, meta Meta, fields map[string][]byte) (*Set, error) {
-	s := &Set{name: name, version: meta.Version, createdAt: meta.CreatedAt, fetchedAt: meta.FetchedAt}
+	s := &Set{name: name, version: meta.Version, createdAt: meta.CreatedAt, fetchedAt: meta.FetchedAt, expiresAt: meta.ExpiresAt}
 	total := 0
 	for k, v := range fields {
 		s.names = append(s.names, k)
@@ -56,6 +60,13 @@ func newSet(name string, meta Meta, fields map[string][]byte) (*Set, error) {
 	}
 	s.offs = append(s.offs, off)
 	wipeAll(fields)
+	s.keys = make([]string, len(s.names))
+	for i, k := range s.names {
+		var sb strings.Builder
+		_ = WriteJSONString(&sb, []byte(k))
+		sb.WriteByte(':')
+		s.keys[i] = sb.String()
+	}
 	s.refs.Store(1)
 	return s, nil
 }
@@ -78,8 +89,15 @@ func (s *Set) CreatedAt() time.Time { return s.createdAt }
 // FetchedAt is when the agent read this version.
 func (s *Set) FetchedAt() time.Time { return s.fetchedAt }
 
-// Fields are the field names, sorted.
-func (s *Set) Fields() []string { return s.names }
+// ExpiresAt is when this version stops being valid; zero when it does not
+// expire.
+func (s *Set) ExpiresAt() time.Time { return s.expiresAt }
+
+// Fields returns the field names, sorted (a copy the caller may keep).
+func (s *Set) Fields() []string { return slices.Clone(s.names) }
+
+// Len is the number of fields.
+func (s *Set) Len() int { return len(s.names) }
 
 // Field returns a view of one field's value.
 func (s *Set) Field(name string) ([]byte, bool) {
@@ -125,3 +143,6 @@ func (s *Set) LogValue() slog.Value {
 
 // String never prints a value.
 func (s *Set) String() string { return "credential set " + s.name + " [REDACTED]" }
+
+// GoString keeps %#v from printing the set's internals.
+func (s *Set) GoString() string { return s.String() }

@@ -29,6 +29,8 @@ type entry struct {
 	current  atomic.Pointer[Set]
 	previous atomic.Pointer[Set]
 
+	commitMu sync.Mutex // orders the two pointer swaps of concurrent commits
+
 	mu        sync.Mutex
 	changed   chan struct{} // closed on every commit, then replaced
 	checkedAt time.Time     // last successful check against the source
@@ -64,8 +66,9 @@ func (s *Store) Optional(name string) bool {
 }
 
 // Commit publishes a new version of a set. It copies fields into locked
-// memory and wipes the caller's slices, whatever the outcome. Only one
-// goroutine per set may call it (the set's source).
+// memory and wipes the caller's slices, whatever the outcome. It is safe for
+// concurrent use, though one writer per set (its source) is the design:
+// concurrent commits of one set publish in an unspecified order.
 func (s *Store) Commit(name string, meta Meta, fields map[string][]byte) error {
 	e, ok := s.entries[name]
 	if !ok {
@@ -76,8 +79,11 @@ func (s *Store) Commit(name string, meta Meta, fields map[string][]byte) error {
 	if err != nil {
 		return fmt.Errorf("store: commit %q: %w", name, err)
 	}
+	e.commitMu.Lock()
 	old := e.current.Swap(set)
-	if prev := e.previous.Swap(old); prev != nil {
+	prev := e.previous.Swap(old)
+	e.commitMu.Unlock()
+	if prev != nil {
 		prev.Release() // the store's reference; freed when the last reader lets go
 	}
 	e.mu.Lock()

@@ -1,0 +1,447 @@
+package filesource
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/credlet/credlet/internal/audit"
+	"github.com/credlet/credlet/internal/clock"
+	"github.com/credlet/credlet/internal/credspec"
+	"github.com/credlet/credlet/internal/metrics"
+	"github.com/credlet/credlet/internal/store"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// fixture is a credentials file, its key and an agent-side source.
+type fixture struct {
+	dir, path, keyFile string
+	key                *Key
+	st                 *store.Store
+	m                  *metrics.Agent
+	auditOut           *lockedBuffer
+	logs               *lockedBuffer
+}
+
+func newFixture(t *testing.T, creds ...string) *fixture {
+	t.Helper()
+	f := &fixture{dir: t.TempDir(), m: metrics.New(), auditOut: &lockedBuffer{}, logs: &lockedBuffer{}}
+	f.path = filepath.Join(f.dir, "credentials.enc")
+	f.key, f.keyFile = newTestKey(t, f.dir, "master.key")
+	return f
+}
+
+func (f *fixture) edit(t *testing.T, fn func(d *Document) error) {
+	t.Helper()
+	if err := Edit(context.Background(), f.path, f.key, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) put(t *testing.T, path string, cas int, kv ...string) {
+	t.Helper()
+	f.edit(t, func(d *Document) error { _, err := d.Put(path, fields(kv...), cas, time.Now()); return err })
+}
+
+// source declares creds in a fresh store and builds a source on it.
+func (f *fixture) source(t *testing.T, c clock.Clock, creds []credspec.Credential) (*Source, *audit.Logger) {
+	t.Helper()
+	var decl []store.Declared
+	for _, c := range creds {
+		decl = append(decl, store.Declared{Name: c.Name, Optional: c.Optional})
+	}
+	st, err := store.New(decl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	f.st = st
+	al := audit.New(f.auditOut)
+	s, err := New(f.path, f.keyFile, st, Options{
+		Logger: slogTo(f.logs), Metrics: f.m, Audit: al, Clock: c, Credentials: creds, Refresh: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s, al
+}
+
+func mustSpec(t *testing.T, spec string) credspec.Credential {
+	t.Helper()
+	c, err := credspec.Parse(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func field(t *testing.T, st *store.Store, name, field string) (int, string) {
+	t.Helper()
+	set, err := st.Acquire(name)
+	if err != nil {
+		t.Fatalf("acquire %s: %v", name, err)
+	}
+	defer set.Release()
+	v, _ := set.Field(field)
+	return set.Version(), string(v)
+}
+
+func TestOnceCommitsAndValidates(t *testing.T) {
+	f := newFixture(t)
+	f.put(t, "secret/demo/exchange", 0, "api_key", "FAKE-key-1", "api_secret", "FAKE-secret-1")
+	f.put(t, "secret/demo/partial", 0, "api_key", "FAKE-key-1")
+	creds := []credspec.Credential{
+		mustSpec(t, "exchange=secret/demo/exchange;fields=api_key,api_secret"),
+		mustSpec(t, "partial=secret/demo/partial;fields=api_key,api_secret"),
+		mustSpec(t, "absent=secret/demo/absent;optional"),
+	}
+	s, _ := f.source(t, clock.Real, creds)
+	err := s.Once(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `partial: secret/demo/partial version 1: required field "api_secret" is missing or empty`) {
+		t.Fatalf("Once err = %v", err)
+	}
+	if strings.Contains(err.Error(), "absent") {
+		t.Fatalf("optional set reported as an error: %v", err)
+	}
+	if v, val := field(t, f.st, "exchange", "api_secret"); v != 1 || val != "FAKE-secret-1" {
+		t.Fatalf("exchange = v%d %q", v, val)
+	}
+	if _, err := f.st.Acquire("partial"); !errors.Is(err, store.ErrNotReady) {
+		t.Fatalf("invalid set was committed: %v", err)
+	}
+	st := f.st.Status()
+	if !strings.Contains(st[2].LastError, "not in the credentials file") {
+		t.Fatalf("absent status: %+v", st[2])
+	}
+	if got := value(t, f.m.Rotations.WithLabelValues("partial", metrics.RotationInvalid)); got != 1 {
+		t.Fatalf("invalid rotations = %v", got)
+	}
+	if got := value(t, f.m.CredentialVersion.WithLabelValues("exchange")); got != 1 {
+		t.Fatalf("version gauge = %v", got)
+	}
+}
+
+func TestNamesFromFile(t *testing.T) {
+	f := newFixture(t)
+	f.put(t, "secret/demo/exchange", 0, "api_key", "FAKE")
+	f.put(t, "secret/demo/oauth", 0, "refresh_token", "FAKE")
+	got, err := Names(f.path, f.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].String() != "exchange=secret/demo/exchange" || got[1].String() != "oauth=secret/demo/oauth" {
+		t.Fatalf("Names = %v", got)
+	}
+	// With no Credentials option the source serves what the file defines.
+	s, _ := f.source(t, clock.Real, got)
+	s2, err := New(f.path, f.keyFile, f.st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if len(s2.Credentials()) != 2 || len(s.Credentials()) != 2 {
+		t.Fatalf("credentials %v", s2.Credentials())
+	}
+	other := filepath.Join(f.dir, "other.key")
+	k2, err := GenerateKey(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k2.Close()
+	if _, err := Names(f.path, other); !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("Names with the wrong key: %v", err)
+	}
+}
+
+// TestRunRotatesOnEdit is the agent's view of `creds rotate --source file:`:
+// a running source sees the atomic rename through fsnotify, commits the new
+// version, and the audit trail and metrics record it without the value.
+func TestRunRotatesOnEdit(t *testing.T) {
+	f := newFixture(t)
+	f.put(t, "secret/demo/exchange", 0, "api_key", "FAKE-key-1")
+	fc := clock.NewFake(time.Now())
+	s, al := f.source(t, fc, []credspec.Credential{mustSpec(t, "exchange=secret/demo/exchange")})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	var runErr error
+	go func() { defer wg.Done(); _ = al.Run(ctx) }()
+	go func() { defer wg.Done(); runErr = s.Run(ctx) }()
+
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	set, err := f.st.Wait(wctx, "exchange", 0)
+	if err != nil {
+		t.Fatalf("first version: %v", err)
+	}
+	set.Release()
+
+	// Rotation, as the CLI does it; the fake clock never advances, so only
+	// the fsnotify event can deliver it.
+	f.put(t, "secret/demo/exchange", 1, "api_key", "FAKE-key-2")
+	set, err = f.st.Wait(wctx, "exchange", 1)
+	if err != nil {
+		t.Fatalf("rotation not seen: %v", err)
+	}
+	v, _ := set.Field("api_key")
+	if set.Version() != 2 || string(v) != "FAKE-key-2" {
+		t.Fatalf("after rotation: v%d %q", set.Version(), v)
+	}
+	set.Release()
+	if prev, err := f.st.AcquirePrevious("exchange"); err != nil || prev.Version() != 1 {
+		t.Fatalf("previous: %v", err)
+	} else {
+		prev.Release()
+	}
+
+	// A file written under another key: the last good version keeps serving.
+	other, _ := newTestKey(t, f.dir, "other.key")
+	if err := Edit(context.Background(), f.path+".new", other, func(d *Document) error {
+		_, err := d.Put("secret/demo/exchange", fields("api_key", "FAKE-evil"), -1, time.Now())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(f.path+".new", f.path); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "wrong-key error", func() bool {
+		return strings.Contains(f.st.Status()[0].LastError, "wrong master key (file key id "+other.ID()+", yours "+f.key.ID()+")")
+	})
+	if v, val := field(t, f.st, "exchange", "api_key"); v != 2 || val != "FAKE-key-2" {
+		t.Fatalf("after bad file: v%d %q", v, val)
+	}
+	if got := value(t, f.m.Rotations.WithLabelValues("exchange", metrics.RotationDecryptFailed)); got != 1 {
+		t.Fatalf("decrypt_failed = %v", got)
+	}
+
+	cancel()
+	wg.Wait()
+	if runErr != nil {
+		t.Fatalf("Run returned %v on cancel", runErr)
+	}
+	out := f.auditOut.String() + f.logs.String()
+	if strings.Contains(out, "FAKE-key") || strings.Contains(out, "FAKE-evil") {
+		t.Fatalf("a secret value reached the audit trail or logs:\n%s", out)
+	}
+	if !strings.Contains(f.auditOut.String(), `"event":"commit","credential":"exchange","version":2`) {
+		t.Fatalf("no commit record for version 2:\n%s", f.auditOut.String())
+	}
+	if value(t, f.m.Rotations.WithLabelValues("exchange", metrics.RotationCommitted)) != 2 {
+		t.Fatal("committed rotations != 2")
+	}
+}
+
+// TestRunPollsBehindSymlink: the file is a symlink into another directory
+// (a Kubernetes Secret volume's layout), so no event reaches the watched
+// directory; the poll finds the change.
+func TestRunPollsBehindSymlink(t *testing.T) {
+	f := newFixture(t)
+	real := filepath.Join(t.TempDir(), "real.enc")
+	if err := Edit(context.Background(), real, f.key, func(d *Document) error {
+		_, err := d.Put("secret/demo/exchange", fields("api_key", "FAKE-1"), 0, time.Now())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, f.path); err != nil {
+		t.Fatal(err)
+	}
+	fc := clock.NewFake(time.Now())
+	s, _ := f.source(t, fc, []credspec.Credential{mustSpec(t, "exchange=secret/demo/exchange")})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	armed := fc.TimerCreated()
+	go func() { done <- s.Run(ctx) }()
+	<-armed // first check done, poll timer armed
+	if v, _ := field(t, f.st, "exchange", "api_key"); v != 1 {
+		t.Fatalf("initial version %d", v)
+	}
+	if err := Edit(context.Background(), real, f.key, func(d *Document) error {
+		_, err := d.Put("secret/demo/exchange", fields("api_key", "FAKE-2"), 1, time.Now())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	got := make(chan int, 1)
+	go func() {
+		set, err := f.st.Wait(wctx, "exchange", 1)
+		if err != nil {
+			got <- -1
+			return
+		}
+		got <- set.Version()
+		set.Release()
+	}()
+	select {
+	case v := <-got:
+		t.Fatalf("committed version %d before the poll", v)
+	case <-time.After(300 * time.Millisecond):
+	}
+	fc.Advance(time.Minute)
+	if v := <-got; v != 2 {
+		t.Fatalf("after poll: version %d", v)
+	}
+	// An unchanged file is not decoded again but still counts as checked.
+	before := f.st.Status()[0].CheckedAt
+	armed = fc.TimerCreated()
+	fc.Advance(time.Minute)
+	<-armed
+	waitFor(t, "checked time to move", func() bool { return f.st.Status()[0].CheckedAt.After(before) })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRevokeKeepsLastGood(t *testing.T) {
+	f := newFixture(t)
+	f.put(t, "secret/demo/exchange", 0, "api_key", "FAKE-1")
+	s, _ := f.source(t, clock.Real, []credspec.Credential{mustSpec(t, "exchange=secret/demo/exchange")})
+	if err := s.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.edit(t, func(d *Document) error { _, err := d.Delete("secret/demo/exchange", time.Now()); return err })
+	if err := s.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := f.st.Status()[0]
+	if st.Version != 1 || !strings.Contains(st.LastError, "version 1 was revoked") {
+		t.Fatalf("status after revoke: %+v", st)
+	}
+	f.put(t, "secret/demo/exchange", 1, "api_key", "FAKE-2")
+	if err := s.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if v, val := field(t, f.st, "exchange", "api_key"); v != 2 || val != "FAKE-2" || f.st.Status()[0].LastError != "" {
+		t.Fatalf("after new version: v%d %q %q", v, val, f.st.Status()[0].LastError)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	f := newFixture(t)
+	f.put(t, "secret/demo/exchange", 0, "api_key", "FAKE-1")
+	st, _ := store.New([]store.Declared{{Name: "exchange"}})
+	defer st.Close()
+	if _, err := New(f.path, filepath.Join(f.dir, "nokey"), st, Options{}); !errors.Is(err, ErrKeyFile) {
+		t.Fatalf("missing key: %v", err)
+	}
+	_, err := New(f.path, f.keyFile, st, Options{Credentials: []credspec.Credential{mustSpec(t, "other=secret/x/y")}})
+	if err == nil || !strings.Contains(err.Error(), `"other" is not declared`) {
+		t.Fatalf("undeclared: %v", err)
+	}
+}
+
+func TestEditSerializesWriters(t *testing.T) {
+	f := newFixture(t)
+	f.put(t, "secret/demo/c", 0, "n", "FAKE-0")
+	const writers = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Read-modify-write with CAS inside the lock: all succeed.
+			errs <- Edit(context.Background(), f.path, f.key, func(d *Document) error {
+				r, err := d.Get("secret/demo/c", 0)
+				if err != nil {
+					return err
+				}
+				_, err = d.Put("secret/demo/c", fields("n", "FAKE-"+string(rune('a'+i))), r.Version, time.Now())
+				return err
+			})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := Read(f.path, f.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Wipe()
+	if r, _ := d.Get("secret/demo/c", 0); r.Version != writers+1 {
+		t.Fatalf("version %d, want %d", r.Version, writers+1)
+	}
+	// A failing edit writes nothing.
+	before, _ := os.ReadFile(f.path)
+	err = Edit(context.Background(), f.path, f.key, func(d *Document) error {
+		_, err := d.Put("secret/demo/c", fields("n", "FAKE-x"), 1, time.Now())
+		return err
+	})
+	if !errors.Is(err, ErrCASConflict) {
+		t.Fatalf("stale CAS: %v", err)
+	}
+	after, _ := os.ReadFile(f.path)
+	if !bytes.Equal(before, after) {
+		t.Fatal("a failed edit rewrote the file")
+	}
+	entries, _ := os.ReadDir(f.dir)
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp-") {
+			t.Fatalf("temp file left behind: %s", e.Name())
+		}
+	}
+	fi, _ := os.Stat(f.path)
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("file mode %v", fi.Mode().Perm())
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// value reads a counter's or gauge's current value.
+func value(t *testing.T, m prometheus.Metric) float64 {
+	t.Helper()
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Counter != nil {
+		return d.Counter.GetValue()
+	}
+	return d.Gauge.GetValue()
+}

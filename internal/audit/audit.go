@@ -1,13 +1,13 @@
 package audit
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"io"
-	"sync"
+	"log/slog"
+	"sync/atomic"
 	"time"
+
+	"github.com/credlet/credlet/internal/clock"
 )
 
 // Event names, as in INTERFACE.md.
@@ -22,9 +22,22 @@ const (
 	Commit  Event = "commit"
 	Read    Event = "read"
 	Deny    Event = "deny"
-	Verify  Event = "verify"
-	Gap     Event = "gap"
+	// VerifyEvent is the "verify" event (a blue/green check of a candidate
+	// version). It is not named Verify: that is the chain checker.
+	VerifyEvent Event = "verify"
+	// Gap is written by the logger itself: "count" records were lost (queue
+	// full or a failed write) between the previous line and this one.
+	Gap Event = "gap"
 )
+
+// known reports whether e is one of the events above.
+func (e Event) known() bool {
+	switch e {
+	case Login, Renew, Fetch, Decrypt, Commit, Read, Deny, VerifyEvent, Gap:
+		return true
+	}
+	return false
+}
 
 // Peer identifies a socket caller (from SO_PEERCRED).
 type Peer struct {
@@ -41,57 +54,155 @@ type Record struct {
 	Version    int
 	Peer       *Peer
 	Result     string // "ok", "error", "denied", ...
-	Detail     string
+	Detail     string // at most 1 KiB is kept
 }
 
-// Logger writes the hash-chained audit trail.
-// TODO(audit): bounded queue, read summaries, gap records (issue 5).
+// Results the logger writes itself.
+const (
+	resultOK      = "ok"
+	resultDropped = "dropped"
+)
+
+// ErrRunning is returned by a second concurrent call of Run.
+var ErrRunning = errors.New("audit: logger already running")
+
+// Defaults; see the options.
+const (
+	DefaultQueueSize       = 4096
+	DefaultSummaryInterval = time.Minute
+	DefaultSyncInterval    = time.Second
+	// DefaultMaxTracked bounds the (peer, credential, version) keys whose
+	// repeated reads are summarised; reads of keys beyond it are recorded one
+	// by one (and so, under a flood, end up counted in gap records).
+	DefaultMaxTracked = 1 << 16
+)
+
+// Option configures a Logger.
+type Option func(*options)
+
+type options struct {
+	clock      clock.Clock
+	queue      int
+	summary    time.Duration
+	sync       time.Duration
+	maxTracked int
+	log        *slog.Logger
+}
+
+// WithClock sets the clock for timestamps, the summary minute and the fsync
+// interval (default clock.Real).
+func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithQueueSize sets how many records may wait for the writer (default
+// DefaultQueueSize, minimum 1). Beyond it, records are dropped and counted in
+// a gap record.
+func WithQueueSize(n int) Option { return func(o *options) { o.queue = max(n, 1) } }
+
+// WithSummaryInterval sets how often repeated reads are summarised (default
+// one minute).
+func WithSummaryInterval(d time.Duration) Option { return func(o *options) { o.summary = d } }
+
+// WithSyncInterval sets how long written records may wait for an fsync
+// (default one second). Only writers with a Sync method are synced.
+func WithSyncInterval(d time.Duration) Option { return func(o *options) { o.sync = d } }
+
+// WithMaxTracked bounds the read-summary table (default DefaultMaxTracked).
+func WithMaxTracked(n int) Option { return func(o *options) { o.maxTracked = max(n, 0) } }
+
+// WithLogger sets where write failures are reported (default: discarded).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// Logger writes the hash-chained audit trail. Log and ObserveRead may be
+// called from any goroutine and never block; Run, the only writer, drains
+// the queue. A nil *Logger records nothing.
 type Logger struct {
-	mu   sync.Mutex
-	w    io.Writer
+	w       io.Writer
+	opt     options
+	queue   chan entry
+	dropped atomic.Uint64 // records refused because the queue was full
+	running atomic.Bool
+	reads   readTracker
+
+	// Owned by Run.
 	seq  uint64
 	prev string
-	now  func() time.Time
 }
 
-// New returns a logger writing to w.
-func New(w io.Writer) *Logger { return &Logger{w: w, now: time.Now} }
+// entry is a queued record with the time it was logged.
+type entry struct {
+	ts      time.Time
+	rec     Record // rec.Peer is always nil here
+	peer    Peer   // copy of the caller's *Peer, so it may be reused
+	hasPeer bool
+}
 
-// Run drains the queue until ctx ends.
-func (l *Logger) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+// Chained is implemented by writers that continue an existing chain, such
+// as the file Open returns: Head reports the last record's seq and hash.
+type Chained interface {
+	Head() (seq uint64, hash string)
+}
 
-// Log records r. It never blocks the caller for long.
+// New returns a logger writing to w. If w implements Chained, the first
+// record continues that chain; otherwise it starts a new one (seq 1, prev
+// ""). Call Run to write anything; close w only after Run returned.
+func New(w io.Writer, opts ...Option) *Logger {
+	o := options{
+		clock:      clock.Real,
+		queue:      DefaultQueueSize,
+		summary:    DefaultSummaryInterval,
+		sync:       DefaultSyncInterval,
+		maxTracked: DefaultMaxTracked,
+		log:        slog.New(slog.DiscardHandler),
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	l := &Logger{w: w, opt: o, queue: make(chan entry, o.queue)}
+	l.reads.init(int64(o.maxTracked))
+	if c, ok := w.(Chained); ok {
+		l.seq, l.prev = c.Head()
+	}
+	return l
+}
+
+// Log queues r for the writer and returns at once. If the queue is full the
+// record is dropped and counted; the writer then records a gap. The caller
+// may reuse r.Peer afterwards.
 func (l *Logger) Log(r Record) {
 	if l == nil {
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.seq++
-	line := line{TS: l.now().UTC().Format(time.RFC3339Nano), Seq: l.seq, Event: r.Event, Credential: r.Credential,
-		Version: r.Version, Peer: r.Peer, Result: r.Result, Detail: r.Detail, Prev: l.prev}
-	b, _ := json.Marshal(line)
-	sum := sha256.Sum256(b)
-	line.Hash = hex.EncodeToString(sum[:])
-	l.prev = line.Hash
-	b, _ = json.Marshal(line)
-	_, _ = l.w.Write(append(b, '\n'))
+	e := entry{ts: l.opt.clock.Now(), rec: r}
+	if r.Peer != nil {
+		e.peer, e.hasPeer = *r.Peer, true
+		e.rec.Peer = nil
+	}
+	l.enqueue(e)
 }
 
-// ObserveRead records a read by peer of a version.
-func (l *Logger) ObserveRead(p Peer, credential string, version int) {
-	l.Log(Record{Event: Read, Credential: credential, Version: version, Peer: &p, Result: "ok"})
+func (l *Logger) enqueue(e entry) {
+	select {
+	case l.queue <- e:
+	default:
+		l.dropped.Add(1)
+	}
 }
 
-type line struct {
-	TS         string `json:"ts"`
-	Seq        uint64 `json:"seq"`
-	Event      Event  `json:"event"`
-	Credential string `json:"credential,omitempty"`
-	Version    int    `json:"version,omitempty"`
-	Peer       *Peer  `json:"peer,omitempty"`
-	Result     string `json:"result"`
-	Detail     string `json:"detail,omitempty"`
-	Prev       string `json:"prev"`
-	Hash       string `json:"hash,omitempty"`
+// ObserveRead notes that peer read version of credential. The first read of
+// each (peer uid and pid, credential, version) is recorded at once; repeats
+// are counted and summarised, one record per key and summary interval that
+// saw any. It is cheap enough to call on every socket read.
+func (l *Logger) ObserveRead(peer Peer, credential string, version int) {
+	if l == nil {
+		return
+	}
+	if !l.reads.observe(peer, credential, version) {
+		return
+	}
+	// Not through Log: a *Peer passed there escapes, and this is the hot path.
+	l.enqueue(entry{
+		ts:   l.opt.clock.Now(),
+		rec:  Record{Event: Read, Credential: credential, Version: version, Result: resultOK},
+		peer: peer, hasPeer: true,
+	})
 }

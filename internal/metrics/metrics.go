@@ -42,6 +42,7 @@ type Agent struct {
 	SocketRequests       *prometheus.CounterVec // code
 	SocketDenied         prometheus.Counter
 	MemoryLocked         *prometheus.GaugeVec // scope
+	RefreshInterval      prometheus.Gauge     // --refresh in seconds; the stale-credential alert scales with it
 }
 
 // New creates the agent's metrics on a fresh registry.
@@ -86,15 +87,18 @@ func New() *Agent {
 		MemoryLocked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "credlet_memory_locked", Help: "1 when memory of this scope is locked (process: mlockall; buffers/secretmem: bytes of locked secret buffers; files: bytes of delivered files kept mlocked).",
 		}, []string{"scope"}),
+		RefreshInterval: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "credlet_refresh_interval_seconds", Help: "The metadata poll interval (--refresh); 0 until the agent sets it.",
+		}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Ready, m.TokenTTL, m.TokenRenewals, m.Logins,
 		m.CredentialVersion, m.CredentialAge, m.LastRotation, m.Rotations,
-		m.VaultRequestDuration, m.SocketRequests, m.SocketDenied, m.MemoryLocked,
+		m.VaultRequestDuration, m.SocketRequests, m.SocketDenied, m.MemoryLocked, m.RefreshInterval,
 	)
-		for _, s := range []string{ScopeProcess, ScopeBuffers, ScopeSecretmem, ScopeFiles} {
+	for _, s := range []string{ScopeProcess, ScopeBuffers, ScopeSecretmem, ScopeFiles} {
 		m.MemoryLocked.WithLabelValues(s).Set(0)
 	}
 	return m

@@ -1,0 +1,213 @@
+package file
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/credlet/credlet/internal/credspec"
+	"github.com/credlet/credlet/internal/securemem"
+	"github.com/credlet/credlet/internal/store"
+)
+
+// Fixed names inside a version directory.
+const (
+	versionFile = "VERSION"
+	jsonFile    = "credentials.json"
+	envFile     = "credentials.env"
+)
+
+// ErrFieldName is wrapped when a field cannot be delivered under its name.
+var ErrFieldName = errors.New("field cannot be delivered under its name")
+
+var fileNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$`)
+
+// checkFileName reports whether a field can be a file of its own.
+func checkFileName(field string) error {
+	if !fileNameRE.MatchString(field) || field == versionFile {
+		return fmt.Errorf("%w: %q: format=files allows letters, digits, '.', '_', '-', not starting with '.', 1-255, and not %s; use format=json or format=env",
+			ErrFieldName, clip(field), versionFile)
+	}
+	return nil
+}
+
+// content is one file of a version.
+type content struct {
+	name string
+	data []byte // a view into the store, or into buf
+	buf  *securemem.Buffer
+	link bool // a top-level symlink name -> ..data/name
+	lock bool // holds values: kept mapped and locked while current
+}
+
+func freeAll(cs []content) {
+	for _, c := range cs {
+		c.buf.Free() // wipes
+	}
+}
+
+// contents lays out a version's files. Views stay valid while set is held;
+// the caller frees the result.
+func contents(c credspec.Credential, set *store.Set) ([]content, error) {
+	var out []content
+	var err error
+	switch c.Format {
+	case credspec.FormatJSON:
+		var b *securemem.Buffer
+		if b, err = encodeJSON(set); err == nil {
+			out = append(out, content{name: jsonFile, data: b.Bytes(), buf: b, link: true, lock: true})
+		}
+	case credspec.FormatEnv:
+		var b *securemem.Buffer
+		var data []byte
+		if b, data, err = encodeEnv(set); err == nil {
+			out = append(out, content{name: envFile, data: data, buf: b, link: true, lock: true})
+		}
+	default:
+		set.Each(func(name string, value []byte) {
+			if err != nil {
+				return
+			}
+			if err = checkFileName(name); err == nil {
+				out = append(out, content{name: name, data: value, link: true, lock: true})
+			}
+		})
+	}
+	if err != nil {
+		freeAll(out)
+		return nil, err
+	}
+	out = append(out, content{name: versionFile, data: []byte(strconv.Itoa(set.Version()) + "\n")})
+	return out, nil
+}
+
+// fixedWriter writes into a slice allocated to the exact length needed.
+type fixedWriter struct {
+	b []byte
+	n int
+}
+
+func (w *fixedWriter) Write(p []byte) (int, error) {
+	if len(p) > len(w.b)-w.n {
+		return 0, errors.New("encoding longer than computed")
+	}
+	w.n += copy(w.b[w.n:], p)
+	return len(p), nil
+}
+
+func (w *fixedWriter) WriteString(s string) (int, error) {
+	if len(s) > len(w.b)-w.n {
+		return 0, errors.New("encoding longer than computed")
+	}
+	w.n += copy(w.b[w.n:], s)
+	return len(s), nil
+}
+
+// encodeJSON writes {"field":"value",...}\n into locked memory.
+func encodeJSON(set *store.Set) (*securemem.Buffer, error) {
+	n := set.FieldsJSONLen() + 1
+	b, err := securemem.New(n)
+	if err != nil {
+		return nil, err
+	}
+	w := &fixedWriter{b: b.Bytes()}
+	if err := set.WriteFieldsJSON(w); err != nil {
+		b.Free()
+		return nil, err
+	}
+	_, _ = w.WriteString("\n")
+	if w.n != n {
+		b.Free()
+		return nil, fmt.Errorf("json encoding is %d bytes, computed %d", w.n, n)
+	}
+	return b, nil
+}
+
+// EnvKey turns a field name into an environment variable name: upper case,
+// anything outside [A-Z0-9_] as '_', and '_' before a leading digit.
+func EnvKey(field string) string {
+	var b strings.Builder
+	for i, r := range strings.ToUpper(field) {
+		if i == 0 && r >= '0' && r <= '9' {
+			b.WriteByte('_')
+		}
+		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '_' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	if b.Len() == 0 {
+		return "_"
+	}
+	return b.String()
+}
+
+// quotedLen is the length of value single-quoted for a POSIX shell.
+func quotedLen(v []byte) int { return 2 + len(v) + 3*bytes.Count(v, []byte{'\''}) }
+
+// encodeEnv writes KEY='value' lines into locked memory; data is the
+// encoding (empty for a set without fields).
+func encodeEnv(set *store.Set) (buf *securemem.Buffer, data []byte, err error) {
+	keys := make([]string, 0, set.Len())
+	seen := map[string]string{}
+	n := 0
+	set.Each(func(name string, value []byte) {
+		if err != nil {
+			return
+		}
+		k := EnvKey(name)
+		if other, dup := seen[k]; dup {
+			err = fmt.Errorf("%w: fields %q and %q both become %s in format=env", ErrFieldName, clip(other), clip(name), k)
+			return
+		}
+		if bytes.IndexByte(value, 0) >= 0 {
+			err = fmt.Errorf("field %q holds a NUL byte, which an environment variable cannot; use format=files or json", clip(name))
+			return
+		}
+		seen[k] = name
+		keys = append(keys, k)
+		n += len(k) + 1 + quotedLen(value) + 1
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := securemem.New(max(n, 1))
+	if err != nil {
+		return nil, nil, err
+	}
+	out := b.Bytes()[:0:n] // never grows past the locked buffer
+	i := 0
+	set.Each(func(_ string, value []byte) {
+		out = append(out, keys[i]...)
+		out = append(out, '=', '\'')
+		for {
+			j := bytes.IndexByte(value, '\'')
+			if j < 0 {
+				out = append(out, value...)
+				break
+			}
+			out = append(out, value[:j]...)
+			out = append(out, `'\''`...)
+			value = value[j+1:]
+		}
+		out = append(out, '\'', '\n')
+		i++
+	})
+	if len(out) != n || (n > 0 && &out[0] != &b.Bytes()[0]) {
+		securemem.Wipe(out) // a miscount spilled into ordinary memory
+		b.Free()
+		return nil, nil, fmt.Errorf("env encoding is %d bytes, computed %d", len(out), n)
+	}
+	return b, out, nil
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:61] + "..."
+	}
+	return s
+}

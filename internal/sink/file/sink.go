@@ -1,0 +1,270 @@
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/credlet/credlet/internal/clock"
+	"github.com/credlet/credlet/internal/credspec"
+	"github.com/credlet/credlet/internal/metrics"
+	"github.com/credlet/credlet/internal/store"
+)
+
+// DefaultMode is the mode of written files.
+const DefaultMode os.FileMode = 0o400
+
+// Retry delays after a failed write (the last good files keep serving).
+const (
+	retryMin = time.Second
+	retryMax = 30 * time.Second
+)
+
+// Options configure a Sink.
+type Options struct {
+	Dir     string      // secrets directory (a tmpfs in a pod)
+	UID     int         // owner of written files; -1: the agent's own
+	GID     int         // group of written files; -1: the agent's own
+	Mode    os.FileMode // 0: DefaultMode (0400); read/write bits only
+	Logger  *slog.Logger
+	Metrics *metrics.Agent // nil: no metrics
+	Clock   clock.Clock    // version directory names and retry timers; nil: clock.Real
+}
+
+// Sink writes credential sets to files. Build it with New; Run keeps the
+// files current, WriteAll writes once.
+type Sink struct {
+	st       *store.Store
+	creds    []credspec.Credential
+	dir      string
+	uid, gid int
+	chown    bool
+	mode     os.FileMode
+	dirMode  os.FileMode
+	log      *slog.Logger
+	m        *metrics.Agent
+	clock    clock.Clock
+
+	lockWarned atomic.Bool
+
+	mu      sync.Mutex           // one writer at a time
+	written map[string]onDisk    // by credential name
+	maps    map[string][]mapping // current files kept locked, by credential name
+}
+
+// onDisk identifies the version a set's files hold.
+type onDisk struct {
+	version   int
+	fetchedAt time.Time
+}
+
+// New checks the options against the credentials it will write. Every
+// credential must be declared in st.
+func New(st *store.Store, creds []credspec.Credential, opts Options) (*Sink, error) {
+	if st == nil {
+		return nil, errors.New("file sink: nil store")
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("secrets directory is empty: give a directory, e.g. /credlet/secrets")
+	}
+	if opts.Mode == 0 {
+		opts.Mode = DefaultMode
+	}
+	if opts.Mode&^0o666 != 0 {
+		return nil, fmt.Errorf("file mode %#o: allowed read/write permission bits only, e.g. 0400 or 0440", uint32(opts.Mode))
+	}
+	if opts.Mode&0o400 == 0 {
+		return nil, fmt.Errorf("file mode %#o: the owner must be able to read (0400 at least)", uint32(opts.Mode))
+	}
+	if opts.UID < -1 || opts.GID < -1 {
+		return nil, fmt.Errorf("file owner %d:%d: want ids >= 0, or -1 for the agent's own", opts.UID, opts.GID)
+	}
+	s := &Sink{
+		st: st, dir: opts.Dir, uid: opts.UID, gid: opts.GID, mode: opts.Mode, dirMode: dirModeFor(opts.Mode),
+		log: opts.Logger, m: opts.Metrics, clock: opts.Clock,
+		written: map[string]onDisk{}, maps: map[string][]mapping{},
+	}
+	if s.uid == os.Getuid() {
+		s.uid = -1
+	}
+	if s.gid == os.Getgid() {
+		s.gid = -1
+	}
+	s.chown = s.uid != -1 || s.gid != -1
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.clock == nil {
+		s.clock = clock.Real
+	}
+	declared := st.Names()
+	for _, c := range creds {
+		if !slices.Contains(declared, c.Name) {
+			return nil, fmt.Errorf("credential %q is not declared in the store", c.Name)
+		}
+		if slices.ContainsFunc(s.creds, func(o credspec.Credential) bool { return o.Name == c.Name }) {
+			return nil, fmt.Errorf("credential %q given twice", c.Name)
+		}
+		if c.Format == credspec.FormatFiles || c.Format == "" {
+			for _, f := range c.Fields {
+				if err := checkFileName(f); err != nil {
+					return nil, fmt.Errorf("credential %q: %w", c.Name, err)
+				}
+			}
+		}
+		s.creds = append(s.creds, c)
+	}
+	return s, nil
+}
+
+// dirModeFor gives a version directory r-x wherever the files are readable.
+func dirModeFor(m os.FileMode) os.FileMode {
+	var d os.FileMode
+	for _, bit := range []os.FileMode{0o400, 0o040, 0o004} {
+		if m&bit != 0 {
+			d |= bit | bit>>2 // r and x
+		}
+	}
+	return d
+}
+
+// Run removes what a crashed run left behind, writes every committed set,
+// then writes each new version as it is committed, until ctx ends. A failed
+// write is retried with backoff; the last good files keep serving. It
+// returns nil on cancel, after unmapping the files it kept locked.
+func (s *Sink) Run(ctx context.Context) error {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return fmt.Errorf("secrets directory: %w", err)
+	}
+	s.cleanAll()
+	sub := s.st.Subscribe()
+	defer sub.Close()
+	defer s.release()
+	delay := retryMin
+	for {
+		var retry <-chan time.Time
+		var t clock.Timer
+		if err := s.sync(true); err != nil {
+			t = s.clock.NewTimer(delay)
+			retry = t.C()
+			s.log.Info("credential files: retrying", "in", delay.String())
+			delay = min(delay*2, retryMax)
+		} else {
+			delay = retryMin
+		}
+		select {
+		case <-ctx.Done():
+			if t != nil {
+				t.Stop()
+			}
+			return nil
+		case <-sub.Updated():
+			if t != nil {
+				t.Stop()
+			}
+		case <-retry:
+		}
+	}
+}
+
+// WriteAll writes the current version of every set once (for --once) and
+// keeps nothing mapped. A required set that was never committed is an error
+// (wrapping store.ErrNotReady); an optional one is skipped.
+func (s *Sink) WriteAll() error {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return fmt.Errorf("secrets directory: %w", err)
+	}
+	s.cleanAll()
+	var errs []error
+	for _, c := range s.creds {
+		if c.Optional {
+			continue
+		}
+		set, err := s.st.Acquire(c.Name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("credential %q: %w", c.Name, err))
+			continue
+		}
+		set.Release()
+	}
+	if err := s.sync(false); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Sink) cleanAll() {
+	for _, c := range s.creds {
+		if removed := cleanStale(filepath.Join(s.dir, c.Name)); len(removed) > 0 {
+			s.log.Info("removed leftovers of an earlier run", "credential", c.Name, "entries", removed)
+		}
+	}
+}
+
+// sync writes every set whose current version is not on disk yet.
+func (s *Sink) sync(lock bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, c := range s.creds {
+		if err := s.syncOne(c, lock); err != nil {
+			s.log.Error("writing credential files failed; the previous files stay", "credential", c.Name, "error", err.Error())
+			errs = append(errs, fmt.Errorf("credential %q: %w", c.Name, err))
+		}
+	}
+	if lock && s.m != nil {
+		var n int64
+		for _, ms := range s.maps {
+			for _, m := range ms {
+				n += m.size()
+			}
+		}
+		s.m.MemoryLocked.WithLabelValues(metrics.ScopeFiles).Set(float64(n))
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Sink) syncOne(c credspec.Credential, lock bool) error {
+	set, err := s.st.Acquire(c.Name)
+	if errors.Is(err, store.ErrNotReady) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer set.Release()
+	d := onDisk{version: set.Version(), fetchedAt: set.FetchedAt()}
+	if w, ok := s.written[c.Name]; ok && w == d {
+		return nil
+	}
+	maps, err := s.publish(c, set, lock)
+	if err != nil {
+		return err
+	}
+	unmapAll(s.maps[c.Name])
+	s.maps[c.Name] = maps
+	s.written[c.Name] = d
+	s.log.Info("credential files written", "credential", c.Name, "version", d.version,
+		"dir", filepath.Join(s.dir, c.Name), "format", string(c.Format), "locked_files", len(maps))
+	return nil
+}
+
+// release unmaps every file kept locked.
+func (s *Sink) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, ms := range s.maps {
+		unmapAll(ms)
+		delete(s.maps, name)
+	}
+	if s.m != nil {
+		s.m.MemoryLocked.WithLabelValues(metrics.ScopeFiles).Set(0)
+	}
+}

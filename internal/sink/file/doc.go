@@ -25,10 +25,14 @@
 //
 // format=env writes KEY='value' lines: keys are the field names upper-cased
 // with every character outside [A-Z0-9_] turned into '_' (and a leading '_'
-// before a digit); values are single-quoted for POSIX shells, a quote inside
-// written as '\''. Load it with `set -a; . credentials.env; set +a`. Two
-// fields that map to one key, or a value holding a NUL byte, make the
-// version fail to write (the last good files stay).
+// before a digit); values are single-quoted for POSIX shells, with each
+// single quote inside written as quote, backslash, quote, quote:
+//
+//	API_SECRET='it'\''s'
+//
+// Load it with `set -a; . credentials.env; set +a`. Two fields that map to
+// one key, or a value holding a NUL byte, make the version fail to write
+// (the last good files stay).
 //
 // Memory: values go from the store's locked views straight into the files;
 // the JSON and env encodings are built in a securemem buffer that is wiped

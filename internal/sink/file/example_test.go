@@ -35,8 +35,8 @@ func Example() {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	key, _ := os.ReadFile(filepath.Join(dir, "zerodha", "api_key"))
-	fi, _ := os.Stat(filepath.Join(dir, "zerodha", "api_key"))
+	key, _ := os.ReadFile(filepath.Join(dir, "zerodha", "..data", "api_key"))
+	fi, _ := os.Stat(filepath.Join(dir, "zerodha", "..data", "api_key"))
 	fmt.Println(len(key), fi.Mode())
 	cancel()
 	fmt.Println(<-done)

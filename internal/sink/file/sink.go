@@ -256,6 +256,14 @@ func (s *Sink) syncOne(c credspec.Credential, lock bool) error {
 	return nil
 }
 
+// writtenVersion is the version of a set on disk, once its write (links,
+// mappings, metrics) is complete; 0 before.
+func (s *Sink) writtenVersion(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.written[name].version
+}
+
 // release unmaps every file kept locked.
 func (s *Sink) release() {
 	s.mu.Lock()

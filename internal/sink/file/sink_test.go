@@ -136,19 +136,15 @@ func commitFields(t testing.TB, st *store.Store, name string, v int, kv ...strin
 	}
 }
 
-// waitVersion waits until <dir>/<name>/..data/VERSION says v.
-func waitVersion(t testing.TB, dir, name string, v int) {
+// waitVersion waits until the sink has finished writing version v of name
+// and checks ..data/VERSION says so.
+func (e *env) waitVersion(t testing.TB, name string, v int) {
 	t.Helper()
-	want := strconv.Itoa(v) + "\n"
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if b, err := os.ReadFile(filepath.Join(dir, name, dataLink, versionFile)); err == nil && string(b) == want {
-			return
-		}
-		time.Sleep(2 * time.Millisecond)
+	waitFor(t, func() bool { return e.sink.writtenVersion(name) == v })
+	b, err := os.ReadFile(filepath.Join(e.dir, name, dataLink, versionFile))
+	if err != nil || string(b) != strconv.Itoa(v)+"\n" {
+		t.Fatalf("%s: sink wrote version %d but ..data/VERSION is %q, %v", name, v, b, err)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, name, dataLink, versionFile))
-	t.Fatalf("%s never reached version %d (VERSION %q, %v)", name, v, b, err)
 }
 
 // waitFor polls cond for up to 10 seconds.
@@ -265,7 +261,7 @@ func TestFormats(t *testing.T) {
 			e := newEnv(t, Options{}, tt.spec)
 			commitFields(t, e.st, "acme", 3, fields...)
 			e.run(t)
-			waitVersion(t, e.dir, "acme", 3)
+			e.waitVersion(t, "acme", 3)
 			setDir := filepath.Join(e.dir, "acme")
 			vd := versionDirs(t, setDir)
 			if len(vd) != 1 || !strings.HasPrefix(vd[0], "..2025_03_01_12_00_00.") {
@@ -302,11 +298,11 @@ func TestRotation(t *testing.T) {
 	e := newEnv(t, Options{}, "acme=secret/acme")
 	commitFields(t, e.st, "acme", 1, "a", "FAKE-a1", "b", "FAKE-b1")
 	e.run(t)
-	waitVersion(t, e.dir, "acme", 1)
+	e.waitVersion(t, "acme", 1)
 	setDir := filepath.Join(e.dir, "acme")
 	first := versionDirs(t, setDir)
 	commitFields(t, e.st, "acme", 2, "a", "FAKE-a2", "c", "FAKE-c2")
-	waitVersion(t, e.dir, "acme", 2)
+	e.waitVersion(t, "acme", 2)
 	waitFor(t, func() bool { return len(versionDirs(t, setDir)) == 1 && len(listDir(t, setDir)) == 4 })
 	vd := versionDirs(t, setDir)
 	if len(vd) != 1 || vd[0] == first[0] {
@@ -331,7 +327,7 @@ func TestOwner(t *testing.T) {
 	e := newEnv(t, Options{UID: 65534, GID: 65533, Mode: 0o440}, "acme=secret/acme")
 	commitFields(t, e.st, "acme", 1, "api_key", "FAKE-api-key-123")
 	e.run(t)
-	waitVersion(t, e.dir, "acme", 1)
+	e.waitVersion(t, "acme", 1)
 	vd := filepath.Join(e.dir, "acme", versionDirs(t, filepath.Join(e.dir, "acme"))[0])
 	for _, p := range []string{vd, filepath.Join(vd, "api_key"), filepath.Join(vd, versionFile)} {
 		fi, err := os.Stat(p)
@@ -352,7 +348,7 @@ func TestOwner(t *testing.T) {
 	}
 	// A rotation can still remove the old directory it no longer owns.
 	commitFields(t, e.st, "acme", 2, "api_key", "FAKE-api-key-456")
-	waitVersion(t, e.dir, "acme", 2)
+	e.waitVersion(t, "acme", 2)
 	waitFor(t, func() bool { return len(versionDirs(t, filepath.Join(e.dir, "acme"))) == 1 })
 }
 
@@ -404,7 +400,7 @@ func TestBadVersionKeepsLastGood(t *testing.T) {
 			e := newEnv(t, Options{}, tt.spec)
 			commitFields(t, e.st, "acme", 1, "k", "FAKE-good")
 			e.run(t)
-			waitVersion(t, e.dir, "acme", 1)
+			e.waitVersion(t, "acme", 1)
 			commitFields(t, e.st, "acme", 2, tt.bad...)
 			deadline := time.Now().Add(5 * time.Second)
 			for time.Now().Before(deadline) && !strings.Contains(e.logs.String(), tt.wantErr) {
@@ -413,13 +409,13 @@ func TestBadVersionKeepsLastGood(t *testing.T) {
 			if !strings.Contains(e.logs.String(), tt.wantErr) {
 				t.Fatalf("no error naming %q in logs:\n%s", tt.wantErr, e.logs.String())
 			}
-			waitVersion(t, e.dir, "acme", 1) // still the last good one
+			e.waitVersion(t, "acme", 1) // still the last good one
 			if vd := versionDirs(t, filepath.Join(e.dir, "acme")); len(vd) != 1 {
 				t.Fatalf("failed write left %v", vd)
 			}
 			// The failure is retried on the clock; a good version replaces it.
 			commitFields(t, e.st, "acme", 3, "k", "FAKE-good3")
-			waitVersion(t, e.dir, "acme", 3)
+			e.waitVersion(t, "acme", 3)
 		})
 	}
 }
@@ -448,7 +444,7 @@ func TestRetryAfterFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.clock.Advance(retryMin)
-	waitVersion(t, e.dir, "acme", 1)
+	e.waitVersion(t, "acme", 1)
 }
 
 // mapsOf returns the smaps entries of this process mapping files under dir.
@@ -483,7 +479,7 @@ func TestFilesKeptLocked(t *testing.T) {
 	e := newEnv(t, Options{}, "acme=secret/acme")
 	commitFields(t, e.st, "acme", 1, "a", "FAKE-a1", "b", "FAKE-b1")
 	stop := e.run(t)
-	waitVersion(t, e.dir, "acme", 1)
+	e.waitVersion(t, "acme", 1)
 	maps := mapsOf(t, e.dir)
 	if len(maps) != 2 {
 		t.Fatalf("mapped files %v, want a and b", maps)
@@ -501,7 +497,7 @@ func TestFilesKeptLocked(t *testing.T) {
 		t.Errorf("credlet_memory_locked{scope=files} = %v, want %v", got, 2*page)
 	}
 	commitFields(t, e.st, "acme", 2, "a", "FAKE-a2")
-	waitVersion(t, e.dir, "acme", 2)
+	e.waitVersion(t, "acme", 2)
 	waitFor(t, func() bool { return len(mapsOf(t, e.dir)) == 1 })
 	stop()
 	if maps := mapsOf(t, e.dir); len(maps) != 0 {
@@ -519,7 +515,7 @@ func TestWriteAll(t *testing.T) {
 	if !errors.Is(err, store.ErrNotReady) || !strings.Contains(err.Error(), `"later"`) || strings.Contains(err.Error(), `"opt"`) {
 		t.Fatalf("WriteAll = %v: want ErrNotReady naming only the required set", err)
 	}
-	waitVersion(t, e.dir, "acme", 4)
+	e.waitVersion(t, "acme", 4)
 	if maps := mapsOf(t, e.dir); len(maps) != 0 {
 		t.Fatalf("WriteAll left mappings: %v", maps)
 	}
@@ -527,7 +523,7 @@ func TestWriteAll(t *testing.T) {
 	if err := e.sink.WriteAll(); err != nil {
 		t.Fatalf("WriteAll with every required set: %v", err)
 	}
-	waitVersion(t, e.dir, "later", 1)
+	e.waitVersion(t, "later", 1)
 }
 
 func TestNewErrors(t *testing.T) {

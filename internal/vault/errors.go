@@ -1,0 +1,134 @@
+package vault
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// RequestError is a failed Vault request rendered as one secret-free line:
+// "kv_read: HTTP 403: permission denied". It unwraps to the client's error
+// (an *api.ResponseError when Vault answered).
+type RequestError struct {
+	Op     string // operation, one of the Op constants
+	Status int    // HTTP status; 0 when Vault did not answer
+	Msg    string // Vault's error messages, or the transport error
+	Err    error
+}
+
+func (e *RequestError) Error() string {
+	if e.Status == 0 {
+		return e.Op + ": " + e.Msg
+	}
+	if e.Msg == "" {
+		return fmt.Sprintf("%s: HTTP %d", e.Op, e.Status)
+	}
+	return fmt.Sprintf("%s: HTTP %d: %s", e.Op, e.Status, e.Msg)
+}
+
+func (e *RequestError) Unwrap() error { return e.Err }
+
+// Wrap turns an error from the API client into a *RequestError for op. A nil
+// err stays nil. Vault's raw (non-JSON) error bodies are not echoed.
+func Wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	re := &RequestError{Op: op, Err: err}
+	var rerr *api.ResponseError
+	switch {
+	case errors.As(err, &rerr):
+		re.Status = rerr.StatusCode
+		if rerr.RawError {
+			re.Msg = "non-JSON error body from " + http.StatusText(rerr.StatusCode)
+		} else {
+			re.Msg = clip(strings.Join(rerr.Errors, "; "), 300)
+		}
+	default:
+		re.Msg = clip(oneLine(err.Error()), 300)
+	}
+	return re
+}
+
+type permanentError struct{ err error }
+
+func (p *permanentError) Error() string { return p.err.Error() }
+func (p *permanentError) Unwrap() error { return p.err }
+
+// Permanent marks err as one that retrying soon will not fix (a missing
+// file, a tampered wrapping token). A nil err stays nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+// IsPermanent reports whether err will not go away by retrying soon: Vault
+// refused the request (4xx other than 408, 412 and 429), the server's
+// certificate is not trusted, or the error was marked with Permanent.
+// Everything else (network errors, timeouts, 5xx, 429, sealed, standby)
+// is transient.
+func IsPermanent(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var p *permanentError
+	if errors.As(err, &p) {
+		return true
+	}
+	if s := StatusCode(err); s != 0 {
+		switch {
+		case s == http.StatusRequestTimeout, s == http.StatusPreconditionFailed, s == http.StatusTooManyRequests:
+			return false
+		case s >= 400 && s < 500:
+			return true
+		}
+		return false
+	}
+	var (
+		verify    *tls.CertificateVerificationError
+		unknownCA x509.UnknownAuthorityError
+		invalid   x509.CertificateInvalidError
+		hostname  x509.HostnameError
+	)
+	return errors.As(err, &verify) || errors.As(err, &unknownCA) || errors.As(err, &invalid) || errors.As(err, &hostname)
+}
+
+// IsTokenRejected reports whether Vault refused the request's token: it
+// expired, was revoked, or lacks the policy (Vault answers 403 to all
+// three).
+func IsTokenRejected(err error) bool {
+	s := StatusCode(err)
+	return s == http.StatusForbidden || s == http.StatusUnauthorized
+}
+
+// StatusCode returns the HTTP status Vault answered with, or 0.
+func StatusCode(err error) int {
+	var re *RequestError
+	if errors.As(err, &re) && re.Status != 0 {
+		return re.Status
+	}
+	var rerr *api.ResponseError
+	if errors.As(err, &rerr) {
+		return rerr.StatusCode
+	}
+	return 0
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n-3] + "..."
+	}
+	return s
+}

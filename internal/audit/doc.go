@@ -55,7 +55,14 @@
 //	sed -n 5p audit.log | jq -cj 'del(.hash)' | sha256sum
 //	sed -n 5p audit.log | jq -r .hash
 //
-// and `jq -r .prev` of line 6 must equal line 5's hash.
+// and `jq -r .prev` of line 6 must equal line 5's hash. A whole file, with
+// no credlet binary (it does not check seq, which Verify does):
+//
+//	prev=""; n=0; while IFS= read -r l; do n=$((n+1))
+//	  h=$(printf '%s' "$l" | jq -cj 'del(.hash)' | sha256sum | cut -c1-64)
+//	  [ "$h" = "$(printf '%s' "$l" | jq -r .hash)" ] && [ "$(printf '%s' "$l" | jq -r .prev)" = "$prev" ] ||
+//	    { echo "broken at line $n"; break; }
+//	  prev=$h; done < audit.log
 //
 // # Verifying
 //

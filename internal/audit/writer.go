@@ -46,15 +46,7 @@ func (l *Logger) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			w.begin()
 			// Producers may still be logging: take at most one queue's worth.
-		rest:
-			for range cap(l.queue) {
-				select {
-				case e := <-l.queue:
-					w.add(e)
-				default:
-					break rest
-				}
-			}
+			w.drain(cap(l.queue))
 			w.summarise(clk.Now())
 			w.flush()
 			w.sync()
@@ -62,15 +54,7 @@ func (l *Logger) Run(ctx context.Context) error {
 		case e := <-l.queue:
 			w.begin()
 			w.add(e)
-		more:
-			for range maxBatch - 1 {
-				select {
-				case e := <-l.queue:
-					w.add(e)
-				default:
-					break more
-				}
-			}
+			w.drain(maxBatch - 1)
 			w.flush()
 			if w.syncer != nil && syncT == nil {
 				syncT = clk.NewTimer(l.opt.sync)
@@ -109,6 +93,18 @@ type written struct {
 	prev    string
 	hash    string
 	records uint64 // caller records the line stands for, if it is lost
+}
+
+// drain adds up to n queued records, without waiting for more.
+func (w *batchWriter) drain(n int) {
+	for range n {
+		select {
+		case e := <-w.l.queue:
+			w.add(e)
+		default:
+			return
+		}
+	}
 }
 
 func (w *batchWriter) add(e entry) {

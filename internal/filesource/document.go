@@ -46,6 +46,19 @@ func (e *CASError) Error() string {
 // Is makes errors.Is(err, ErrCASConflict) true.
 func (e *CASError) Is(target error) bool { return target == ErrCASConflict }
 
+// docError is a one-line message that errors.Is matches to its kind.
+type docError struct {
+	kind error
+	msg  string
+}
+
+func (e *docError) Error() string        { return e.msg }
+func (e *docError) Is(target error) bool { return target == e.kind }
+
+func docErr(kind error, format string, args ...any) error {
+	return &docError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
 // Rev is one version of a credential set. Field values are the secret
 // bytes; JSON carries them as base64.
 type Rev struct {
@@ -76,7 +89,7 @@ var fieldRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
 // fields= option).
 func ValidateField(name string) error {
 	if !fieldRE.MatchString(name) {
-		return fmt.Errorf("%w: field name %q: allowed letters, digits, '.', '_', '-', not starting with '.' (1-128)", ErrInvalid, name)
+		return docErr(ErrInvalid, "field name %q: allowed letters, digits, '.', '_', '-', not starting with '.' (1-128)", name)
 	}
 	return nil
 }
@@ -86,7 +99,7 @@ func ValidateField(name string) error {
 func CleanPath(p string) (string, error) {
 	mount, rest, err := credspec.SplitKVPath(p)
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
+		return "", &docError{kind: ErrInvalid, msg: strings.TrimPrefix(err.Error(), credspec.ErrInvalid.Error()+": ")}
 	}
 	return mount + "/" + rest, nil
 }
@@ -98,7 +111,7 @@ func (d *Document) entry(path string) (string, *Entry, error) {
 	}
 	e := d.Credentials[p]
 	if e == nil {
-		return p, nil, fmt.Errorf("%s: %w in the credentials file", p, ErrNotFound)
+		return p, nil, docErr(ErrNotFound, "%s does not exist in the credentials file", p)
 	}
 	return p, e, nil
 }
@@ -113,7 +126,7 @@ func (d *Document) Put(path string, fields map[string][]byte, cas int, now time.
 		return 0, err
 	}
 	if len(fields) == 0 {
-		return 0, fmt.Errorf("%w: %s: at least one field is required", ErrInvalid, p)
+		return 0, docErr(ErrInvalid, "%s: at least one field is required", p)
 	}
 	for k := range fields {
 		if err := ValidateField(k); err != nil {
@@ -155,10 +168,10 @@ func (d *Document) Get(path string, version int) (Rev, error) {
 	}
 	r, ok := e.find(version)
 	if !ok {
-		return Rev{}, fmt.Errorf("%s: %w %d (kept: %s)", p, ErrNoVersion, version, e.kept())
+		return Rev{}, docErr(ErrNoVersion, "%s has no version %d (kept: %s)", p, version, e.kept())
 	}
 	if r.Deleted() {
-		return Rev{}, fmt.Errorf("%s version %d: %w at %s", p, r.Version, ErrDeleted, r.DeletedAt.Format(time.RFC3339))
+		return Rev{}, docErr(ErrDeleted, "%s version %d was revoked at %s", p, r.Version, r.DeletedAt.UTC().Format(time.RFC3339))
 	}
 	return *r, nil
 }
@@ -191,7 +204,7 @@ func (d *Document) Delete(path string, now time.Time) (int, error) {
 		return 0, err
 	}
 	if e.Deleted() {
-		return 0, fmt.Errorf("%s version %d: %w already", p, e.Version, ErrDeleted)
+		return 0, docErr(ErrDeleted, "%s version %d is already revoked; write a new one with creds rotate", p, e.Version)
 	}
 	e.DeletedAt = now.UTC()
 	return e.Version, nil

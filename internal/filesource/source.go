@@ -355,4 +355,3 @@ func stat(path string) (fileID, error) {
 	}
 	return id, nil
 }
-

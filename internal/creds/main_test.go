@@ -1,0 +1,20 @@
+package creds
+
+import (
+	"context"
+	"testing"
+
+	"github.com/credlet/credlet/internal/testenv"
+)
+
+// vlt is the package's Vault dev server (nil under -short or when the
+// binary is missing outside CI; see testenv.NeedServers).
+var vlt *testenv.Vault
+
+func TestMain(m *testing.M) {
+	testenv.Main(m, func(ctx context.Context, s *testenv.Setup) error {
+		v, err := s.StartVault(ctx)
+		vlt = v
+		return err
+	})
+}

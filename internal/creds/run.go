@@ -1,0 +1,197 @@
+package creds
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Commands lists the subcommands, for usage messages.
+var Commands = []string{"put", "rotate", "revoke", "list", "history", "rollback"}
+
+// Usage is the command's help text.
+const Usage = `usage: credlet-agent creds COMMAND [flags] ARGS
+
+  put PATH FIELD=@FILE|FIELD=-|FIELD=VALUE... [--cas N] [--transit KEY [--context CTX] [--transit-fields a,b]]
+        create a credential set (or write on top of version N with --cas N)
+  rotate PATH FIELD=@FILE|FIELD=-... [--replace] [--transit KEY [--context CTX]]
+        write a new version on top of the current one (check-and-set); other fields are kept unless --replace
+  revoke PATH            soft-delete the current version
+  list PREFIX            list sets and folders under PREFIX (e.g. secret/partners)
+  history PATH           versions with their times (never values)
+  rollback PATH VERSION  re-publish an old version as the newest
+
+PATH is MOUNT/PATH as in --credential, e.g. secret/partners/acme/zerodha.
+FIELD=@FILE reads the value from a file, FIELD=- from stdin (one trailing newline is dropped);
+FIELD=VALUE works but leaves the value in shell history.
+
+flags (anywhere on the line; each also reads CREDLET_<FLAG>):
+  --source vault|file:PATH   where the sets live (default vault)
+  --master-key-file FILE     the file source's AES-256 key
+  --vault-addr URL           Vault address (default $VAULT_ADDR); token from --vault-token-file, VAULT_TOKEN or ~/.vault-token
+  --vault-ca-cert FILE       PEM bundle to trust for Vault
+  --transit-mount PATH       where Transit is mounted (default transit)
+`
+
+// Config selects and configures the backend.
+type Config struct {
+	Source        string // "vault" (or empty) or "file:PATH"
+	MasterKeyFile string
+	Vault         VaultConfig
+}
+
+// Open returns the backend cfg names.
+func Open(cfg Config) (Backend, error) {
+	switch {
+	case cfg.Source == "" || cfg.Source == "vault":
+		return NewVault(cfg.Vault)
+	case strings.HasPrefix(cfg.Source, "file:"):
+		return NewFile(strings.TrimPrefix(cfg.Source, "file:"), cfg.MasterKeyFile)
+	}
+	return nil, usage(fmt.Sprintf("--source %q: allowed vault or file:PATH", cfg.Source))
+}
+
+// Invocation is one parsed command line.
+type Invocation struct {
+	Command string
+	Args    []string // positional arguments after the command
+	Write   WriteOptions
+	CASSet  bool // --cas was given
+}
+
+// Run executes inv against b. Results go to stdout, warnings to stderr;
+// values never go anywhere.
+func Run(ctx context.Context, b Backend, inv Invocation, stdin io.Reader, stdout, stderr io.Writer) error {
+	a := inv.Args
+	need := func(n int, form string) error {
+		if len(a) < n || (n < 2 && len(a) != n) {
+			return usage("usage: credlet-agent creds " + form)
+		}
+		return nil
+	}
+	if inv.CASSet && inv.Command != "put" {
+		return usage("--cas applies to put (rotate and rollback check-and-set on the version they read)")
+	}
+	switch inv.Command {
+	case "put", "rotate":
+		form := inv.Command + " PATH FIELD=@FILE|FIELD=-|FIELD=VALUE..."
+		if err := need(2, form); err != nil {
+			return err
+		}
+		if inv.Command == "put" && inv.Write.CAS < 0 {
+			return usage(fmt.Sprintf("--cas %d: want 0 (create) or the current version", inv.Write.CAS))
+		}
+		fields, err := ParseAssignments(a[1:], stdin, stderr)
+		if err != nil {
+			return err
+		}
+		var res Result
+		if inv.Command == "put" {
+			res, err = Put(ctx, b, a[0], fields, inv.Write)
+		} else {
+			res, err = Rotate(ctx, b, a[0], fields, inv.Write)
+		}
+		if err != nil {
+			return err
+		}
+		printWrite(stdout, inv.Command, b, res)
+	case "revoke":
+		if err := need(1, "revoke PATH"); err != nil {
+			return err
+		}
+		res, err := Revoke(ctx, b, a[0])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked %s version %d on %s (soft-deleted; agents report it and keep their last good version until a new one: creds rotate %s ...)\n",
+			res.Path, res.From, b.Describe(), res.Path)
+	case "rollback":
+		if len(a) != 2 {
+			return usage("usage: credlet-agent creds rollback PATH VERSION")
+		}
+		v, err := strconv.Atoi(a[1])
+		if err != nil {
+			return usage(fmt.Sprintf("rollback VERSION %q: want a version number (see creds history %s)", a[1], a[0]))
+		}
+		res, err := Rollback(ctx, b, a[0], v)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "rolled back %s on %s: version %d re-published as version %d (fields: %s)\n",
+			res.Path, b.Describe(), v, res.To, strings.Join(res.Changed, ", "))
+	case "history":
+		if err := need(1, "history PATH"); err != nil {
+			return err
+		}
+		m, err := b.Metadata(ctx, a[0])
+		if err != nil {
+			return err
+		}
+		printHistory(stdout, m)
+	case "list":
+		if err := need(1, "list PREFIX"); err != nil {
+			return err
+		}
+		names, err := b.List(ctx, a[0])
+		if err != nil {
+			return err
+		}
+		if len(names) == 0 {
+			fmt.Fprintf(stderr, "credlet-agent: nothing under %s on %s\n", a[0], b.Describe())
+		}
+		for _, n := range names {
+			fmt.Fprintln(stdout, n)
+		}
+	default:
+		return usage(fmt.Sprintf("unknown creds command %q (allowed: %s)", inv.Command, strings.Join(Commands, ", ")))
+	}
+	return nil
+}
+
+func printWrite(w io.Writer, cmd string, b Backend, r Result) {
+	var sb strings.Builder
+	switch {
+	case cmd == "put" && r.From == 0:
+		fmt.Fprintf(&sb, "created %s version %d on %s", r.Path, r.To, b.Describe())
+	default:
+		fmt.Fprintf(&sb, "wrote %s version %d on top of version %d on %s", r.Path, r.To, r.From, b.Describe())
+	}
+	fmt.Fprintf(&sb, " (fields set: %s", strings.Join(r.Changed, ", "))
+	if len(r.Kept) > 0 {
+		fmt.Fprintf(&sb, "; kept: %s", strings.Join(r.Kept, ", "))
+	}
+	if len(r.Dropped) > 0 {
+		fmt.Fprintf(&sb, "; dropped: %s", strings.Join(r.Dropped, ", "))
+	}
+	if len(r.Encrypted) > 0 {
+		fmt.Fprintf(&sb, "; Transit-encrypted: %s", strings.Join(r.Encrypted, ", "))
+	}
+	if r.Revoked {
+		sb.WriteString("; the previous version was revoked, so nothing was carried over")
+	}
+	sb.WriteString(")\n")
+	_, _ = io.WriteString(w, sb.String())
+}
+
+func printHistory(w io.Writer, m Metadata) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tCREATED\tSTATE")
+	for _, v := range m.Versions {
+		state := ""
+		switch {
+		case v.Destroyed:
+			state = "destroyed"
+		case !v.DeletedAt.IsZero():
+			state = "revoked " + v.DeletedAt.UTC().Format(time.RFC3339)
+		}
+		if v.Version == m.Current {
+			state = strings.TrimSpace("current " + state)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\n", v.Version, v.CreatedAt.UTC().Format(time.RFC3339), state)
+	}
+	_ = tw.Flush()
+}

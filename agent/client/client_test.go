@@ -1,0 +1,272 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/credlet/credlet/internal/socketapi"
+	"github.com/credlet/credlet/internal/store"
+)
+
+// agent is a real socket server on a store, which a test can stop and
+// start again on the same path.
+type agent struct {
+	t      *testing.T
+	st     *store.Store
+	path   string
+	opts   socketapi.Options
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newAgent(t *testing.T, opts socketapi.Options) *agent {
+	t.Helper()
+	st, err := store.New([]store.Declared{{Name: "acme"}, {Name: "pending"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	d, err := os.MkdirTemp("", "cc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	opts.Path = filepath.Join(d, "agent.sock")
+	a := &agent{t: t, st: st, path: opts.Path, opts: opts}
+	a.start()
+	t.Cleanup(a.stop)
+	return a
+}
+
+func (a *agent) start() {
+	a.t.Helper()
+	srv, err := socketapi.New(a.st, a.opts)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel, a.done = cancel, make(chan error, 1)
+	go func() { a.done <- srv.Run(ctx) }()
+	for range 2000 {
+		if c, err := net.Dial("unix", a.path); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	a.t.Fatal("agent socket never came up")
+}
+
+func (a *agent) stop() {
+	if a.cancel == nil {
+		return
+	}
+	a.cancel()
+	a.cancel = nil
+	if err := <-a.done; err != nil {
+		a.t.Errorf("agent Run: %v", err)
+	}
+}
+
+func (a *agent) commit(v int) {
+	a.t.Helper()
+	s := strconv.Itoa(v)
+	f := map[string][]byte{"api_key": []byte("FAKE-api-key-v" + s), "api_secret": []byte("FAKE-secret-v" + s)}
+	if err := a.st.Commit("acme", store.Meta{Version: v, FetchedAt: time.Unix(1700000000+int64(v), 0)}, f); err != nil {
+		a.t.Fatal(err)
+	}
+}
+
+func fast() []Option {
+	return []Option{WithBackoff(5*time.Millisecond, 20*time.Millisecond), WithLogger(slog.New(slog.DiscardHandler))}
+}
+
+func TestGet(t *testing.T) {
+	a := newAgent(t, socketapi.Options{})
+	a.commit(3)
+	c := New(a.path, fast()...)
+	cred, err := c.Get(context.Background(), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cred.Name != "acme" || cred.Version != 3 || cred.Fields["api_key"] != "FAKE-api-key-v3" ||
+		!cred.FetchedAt.Equal(time.Unix(1700000003, 0)) || cred.ExpiresAt != nil {
+		t.Fatalf("got %s %d %v", cred.Name, cred.Version, cred.FetchedAt)
+	}
+	if v, ok := cred.Field("api_secret"); !ok || v != "FAKE-secret-v3" {
+		t.Fatalf("Field(api_secret) = %q, %v", v, ok)
+	}
+	list, err := c.List(context.Background())
+	if err != nil || len(list) != 2 || list[0].Name != "acme" || list[0].Version != 3 || list[1].Version != 0 {
+		t.Fatalf("List = %+v, %v", list, err)
+	}
+	h, err := c.Health(context.Background())
+	if err != nil || h.Ready || h.Credentials["acme"].Version != 3 || h.Credentials["pending"].Version != 0 {
+		t.Fatalf("Health = %+v, %v", h, err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		opts     socketapi.Options
+		set      string
+		want     error
+		wantCode string
+		retried  bool
+	}{
+		{name: "not found", set: "nope", want: ErrNotFound, wantCode: "not_found"},
+		{name: "bad name", set: "Not Valid", want: ErrBadRequest, wantCode: "bad_request"},
+		{name: "not ready", set: "pending", want: ErrNotReady, wantCode: "not_ready", retried: true},
+		{name: "forbidden", opts: socketapi.Options{AllowUIDs: []uint32{54321}}, set: "acme", want: ErrForbidden, wantCode: "forbidden"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := newAgent(t, tt.opts)
+			a.commit(1)
+			c := New(a.path, append(fast(), WithAttempts(4), WithBackoff(40*time.Millisecond, 40*time.Millisecond))...)
+			start := time.Now()
+			_, err := c.Get(context.Background(), tt.set)
+			took := time.Since(start)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			var ae *APIError
+			if !errors.As(err, &ae) || ae.Code != tt.wantCode || ae.Message == "" {
+				t.Fatalf("err = %#v, want an APIError with code %s", err, tt.wantCode)
+			}
+			// 3 retries of at least 20ms each (jitter halves 40ms at most).
+			if tt.retried && took < 60*time.Millisecond {
+				t.Errorf("%v gave up after %v: a transient error must be retried", tt.want, took)
+			}
+			if !tt.retried && took > 30*time.Millisecond {
+				t.Errorf("%v took %v: a permanent error must not be retried", tt.want, took)
+			}
+			for _, other := range []error{ErrNotFound, ErrNotReady, ErrForbidden, ErrBadRequest} {
+				if other != tt.want && errors.Is(err, other) {
+					t.Errorf("err also matches %v", other)
+				}
+			}
+		})
+	}
+}
+
+// TestAgentStartsLate: Get keeps trying while the socket is missing and
+// succeeds once the agent is up.
+func TestAgentStartsLate(t *testing.T) {
+	a := newAgent(t, socketapi.Options{})
+	a.commit(1)
+	a.stop()
+	go func() {
+		time.Sleep(150 * time.Millisecond)
+		a.start()
+	}()
+	c := New(a.path, WithAttempts(50), WithBackoff(10*time.Millisecond, 20*time.Millisecond))
+	cred, err := c.Get(context.Background(), "acme")
+	if err != nil || cred.Version != 1 {
+		t.Fatalf("Get = %v, %v", cred, err)
+	}
+
+	// With the agent gone for good, the error says where it looked.
+	a.stop()
+	_, err = New(a.path, append(fast(), WithAttempts(2))...).Get(context.Background(), "acme")
+	if err == nil || !strings.Contains(err.Error(), a.path) {
+		t.Fatalf("Get without an agent = %v, want an error naming %s", err, a.path)
+	}
+}
+
+func TestGetHonoursContext(t *testing.T) {
+	a := newAgent(t, socketapi.Options{})
+	c := New(a.path, WithAttempts(1000), WithBackoff(10*time.Millisecond, 10*time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Get(ctx, "pending")
+	if !errors.Is(err, ErrNotReady) || time.Since(start) > 2*time.Second {
+		t.Fatalf("Get = %v after %v: want ErrNotReady soon after the context ends", err, time.Since(start))
+	}
+}
+
+func TestWatch(t *testing.T) {
+	a := newAgent(t, socketapi.Options{})
+	a.commit(1)
+	var logs bytes.Buffer
+	c := New(a.path, WithBackoff(5*time.Millisecond, 50*time.Millisecond), WithWaitTimeout(time.Second),
+		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := c.Watch(ctx, "acme")
+	next := func(want int) {
+		t.Helper()
+		select {
+		case cred, ok := <-ch:
+			if !ok || cred.Version != want || cred.Fields["api_key"] != "FAKE-api-key-v"+strconv.Itoa(want) {
+				t.Fatalf("got %v (open %v), want version %d", cred, ok, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("version %d never delivered", want)
+		}
+	}
+	next(1)
+	a.commit(2)
+	next(2)
+	a.commit(3)
+	a.commit(4) // two commits before the watcher asks again: it gets the newest
+	next(4)
+
+	// The agent restarts: the watcher reconnects and carries on.
+	a.stop()
+	time.Sleep(100 * time.Millisecond)
+	a.start()
+	a.commit(5)
+	next(5)
+	if strings.Contains(logs.String(), "FAKE") {
+		t.Fatalf("values in the watcher's logs:\n%s", logs.String())
+	}
+	cancel()
+	select {
+	case _, ok := <-ch:
+		if ok {
+			t.Fatal("a version after cancel")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("channel not closed after cancel")
+	}
+}
+
+func TestCredentialRedaction(t *testing.T) {
+	exp := time.Unix(1800000000, 0).UTC()
+	c := &Credential{Name: "acme", Version: 7, Fields: map[string]string{"api_key": "FAKE-api-key-123", "b": "FAKE-b"}, ExpiresAt: &exp}
+	var logs bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("got", "cred", c, "value", *c)
+	js, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs := []string{
+		fmt.Sprint(c), fmt.Sprint(*c), fmt.Sprintf("%v %+v %#v %s %q %x %d", c, c, c, c, c, c, c),
+		fmt.Sprintf("%v %+v %#v", *c, *c, *c), c.String(), logs.String(), string(js),
+	}
+	for _, o := range outs {
+		if strings.Contains(o, "FAKE") {
+			t.Fatalf("a value is printed: %s", o)
+		}
+		if !strings.Contains(o, "acme") || !strings.Contains(o, "REDACTED") {
+			t.Fatalf("output lacks the name or the redaction mark: %s", o)
+		}
+	}
+	if !strings.Contains(c.String(), "v7") || !strings.Contains(c.String(), "api_key b") {
+		t.Fatalf("String %q should name version and fields", c.String())
+	}
+}

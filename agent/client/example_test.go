@@ -1,0 +1,35 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"log"
+	"os"
+	"time"
+
+	"github.com/credlet/credlet/agent/client"
+)
+
+// A trading bot reads its broker credentials from the agent in its pod and
+// switches to each new version as it is rotated.
+func Example() {
+	c := client.New(os.Getenv("CREDLET_SOCKET")) // "" means client.DefaultSocket
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	cred, err := c.Get(ctx, "zerodha")
+	switch {
+	case errors.Is(err, client.ErrForbidden):
+		log.Fatal("this container's user may not read credentials: check credlet.io/uid")
+	case err != nil:
+		log.Fatal(err)
+	}
+	apiKey, _ := cred.Field("api_key")
+	_ = apiKey       // log.Print(cred) would print [REDACTED] for the values
+	log.Print(cred) // credential zerodha v3 fields [access_token api_key api_secret] values [REDACTED]
+
+	// Each new version, within milliseconds of its commit, until ctx ends.
+	for cred := range c.Watch(context.Background(), "zerodha") {
+		log.Printf("rotated to version %d", cred.Version)
+	}
+}

@@ -25,7 +25,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	apiKey, _ := cred.Field("api_key")
-	_ = apiKey       // log.Print(cred) would print [REDACTED] for the values
+	_ = apiKey      // log.Print(cred) would print [REDACTED] for the values
 	log.Print(cred) // credential zerodha v3 fields [access_token api_key api_secret] values [REDACTED]
 
 	// Each new version, within milliseconds of its commit, until ctx ends.

@@ -80,3 +80,6 @@ test-short: ## fast loop: no server-backed tests
 .PHONY: clean
 clean:
 	rm -rf bin
+
+# Demo, bench, reliability and fuzz targets live beside this file.
+-include mk/*.mk

@@ -1,0 +1,114 @@
+package agentcmd
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/credlet/credlet/internal/creds"
+)
+
+// credsCommand: credlet-agent creds put|rotate|revoke|list|history|rollback.
+// Flags may come before or after the command and its arguments.
+func credsCommand(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	var (
+		cfg           creds.Config
+		inv           creds.Invocation
+		transitFields string
+	)
+	fs := flag.NewFlagSet("creds", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&cfg.Source, "source", "vault", "vault, or file:PATH for the embedded encrypted file")
+	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "AES-256 key file for --source file:PATH")
+	fs.StringVar(&cfg.Vault.Addr, "vault-addr", osGetenv("VAULT_ADDR"), "Vault address")
+	fs.StringVar(&cfg.Vault.CACert, "vault-ca-cert", osGetenv("VAULT_CACERT"), "PEM bundle to trust for Vault")
+	fs.StringVar(&cfg.Vault.TokenFile, "vault-token-file", "", "file holding the Vault token (else VAULT_TOKEN or ~/.vault-token)")
+	fs.StringVar(&cfg.Vault.TransitMount, "transit-mount", "transit", "where Transit is mounted")
+	fs.IntVar(&inv.Write.CAS, "cas", 0, "put: check-and-set version (0: create)")
+	fs.BoolVar(&inv.Write.Replace, "replace", false, "rotate: drop the fields not given")
+	fs.StringVar(&inv.Write.TransitKey, "transit", "", "encrypt the values with this Transit key")
+	fs.StringVar(&inv.Write.Context, "context", "", "derived-key context for --transit (the partner)")
+	fs.StringVar(&transitFields, "transit-fields", "", "encrypt only these fields (comma list)")
+
+	flagArgs, pos, err := splitInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := parseFlags(fs, flagArgs, osGetenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) || strings.Contains(err.Error(), flag.ErrHelp.Error()) {
+			fmt.Fprint(stdout, creds.Usage)
+			return errHelp
+		}
+		return err
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "cas" {
+			inv.CASSet = true
+		}
+	})
+	if transitFields != "" {
+		for f := range strings.SplitSeq(transitFields, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				inv.Write.TransitFields = append(inv.Write.TransitFields, f)
+			}
+		}
+	}
+	if len(pos) == 0 {
+		return usageError("creds needs a command (allowed: %s); see credlet-agent creds --help", strings.Join(creds.Commands, ", "))
+	}
+	if pos[0] == "help" {
+		fmt.Fprint(stdout, creds.Usage)
+		return errHelp
+	}
+	inv.Command, inv.Args = pos[0], pos[1:]
+	b, err := creds.Open(cfg)
+	if err != nil {
+		return credsError(err)
+	}
+	defer b.Close()
+	return credsError(creds.Run(ctx, b, inv, stdin, stdout, stderr))
+}
+
+// credsError maps the creds package's usage errors to exit code 2.
+func credsError(err error) error {
+	if err != nil && errors.Is(err, creds.ErrUsage) {
+		return usageError("%s", err.Error())
+	}
+	return err
+}
+
+// splitInterleaved separates flags from positional arguments so flags may
+// follow them ("creds put PATH a=@f --transit K"). "--" ends the flags.
+func splitInterleaved(fs *flag.FlagSet, args []string) (flags, pos []string, err error) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return flags, append(pos, args[i+1:]...), nil
+		}
+		if len(a) < 2 || a[0] != '-' {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // fs.Parse reports it
+		}
+		if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+			continue
+		}
+		if i+1 >= len(args) {
+			return nil, nil, usageError("--%s needs a value", name)
+		}
+		i++
+		flags = append(flags, args[i])
+	}
+	return flags, pos, nil
+}

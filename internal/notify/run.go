@@ -178,4 +178,3 @@ func (n *Notifier) post(ctx context.Context, r rotation) error {
 	}
 	return nil
 }
-

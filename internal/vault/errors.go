@@ -48,7 +48,7 @@ func Wrap(op string, err error) error {
 		if rerr.RawError {
 			re.Msg = "non-JSON error body from " + http.StatusText(rerr.StatusCode)
 		} else {
-			re.Msg = clip(strings.Join(rerr.Errors, "; "), 300)
+			re.Msg = clip(oneLine(strings.Join(rerr.Errors, "; ")), 300)
 		}
 	default:
 		re.Msg = clip(oneLine(err.Error()), 300)

@@ -76,7 +76,7 @@ func TestWrapIsOneSecretFreeLine(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"vault errors", respErr(403, "1 error occurred:\n\t* permission denied\n\n"), "kv_read: HTTP 403: 1 error occurred:\n\t* permission denied\n\n"},
+		{"vault errors", respErr(403, "1 error occurred:\n\t* permission denied\n\n"), "kv_read: HTTP 403: 1 error occurred: * permission denied"},
 		{"raw body not echoed", &api.ResponseError{StatusCode: 502, RawError: true, Errors: []string{"FAKE-body-with-secret"}}, "kv_read: HTTP 502: non-JSON error body from Bad Gateway"},
 		{"transport", errors.New("Get \"http://x\":\n dial tcp: refused"), "kv_read: Get \"http://x\": dial tcp: refused"},
 	}

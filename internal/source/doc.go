@@ -1,0 +1,24 @@
+// Package source fetches credential sets from Vault into the store.
+//
+// One Vault source runs per credential set. Every Refresh (±10% jitter) it
+// reads the KV v2 metadata of its secret, which carries no secret value, and
+// reads the data only at start and when current_version changes: one
+// request per set per refresh at steady state. A new version's fields that
+// hold Transit ciphertext ("vault:v…") are decrypted with one batch call to
+// transit/decrypt/KEY (with the derived-key context, if any), required
+// fields are checked, an optional Verifier (blue/green) is asked, and the
+// version is committed to the store.
+//
+// Any failure keeps the last good version live and is reported in the
+// log, the audit trail, credlet_rotations_total{result} and the store's
+// last_error (a secret-free message). A deleted or destroyed current version
+// is reported the same way. Failures that the same version would repeat
+// (bad ciphertext, missing fields) are not retried until a new version
+// appears; others (network, 5xx, 403, verify) are retried next refresh.
+// When Vault refuses the token (403) the source tells the lease manager,
+// waits for a fresh token, and tries once more at once.
+//
+// Plaintext is decoded from the response body straight into fresh byte
+// slices that the store takes over (and wipes); the body and every
+// transient copy are wiped. No Go string ever holds a secret value.
+package source

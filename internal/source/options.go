@@ -1,0 +1,69 @@
+package source
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/credlet/credlet/internal/audit"
+	"github.com/credlet/credlet/internal/clock"
+	"github.com/credlet/credlet/internal/metrics"
+)
+
+// Verifier checks a candidate version before it is published (blue/green).
+// fields are views the verifier must not keep or modify. A non-nil error
+// keeps the old version live; the candidate is tried again next refresh.
+type Verifier interface {
+	Verify(ctx context.Context, name string, version int, fields map[string][]byte) error
+}
+
+// Tokens is the part of the lease manager a source needs.
+type Tokens interface {
+	// WaitReady blocks until a token is set and believed valid.
+	WaitReady(ctx context.Context) error
+	// Invalidate reports that Vault refused the token.
+	Invalidate()
+}
+
+// DefaultRefresh is the metadata poll interval when Options.Refresh is 0.
+const DefaultRefresh = 10 * time.Second
+
+// Options configures a Vault source. Zero values take the defaults.
+type Options struct {
+	Refresh      time.Duration  // metadata poll interval; default 10 s
+	Jitter       float64        // ± fraction of Refresh; 0: 0.1; negative: none
+	TransitMount string         // default "transit"
+	MaxBody      int            // largest response body read; default 1 MiB
+	Clock        clock.Clock    // default clock.Real
+	Logger       *slog.Logger   // default: discard
+	Metrics      *metrics.Agent // optional
+	Audit        *audit.Logger  // optional
+	Verifier     Verifier       // optional: nil publishes without a check
+	Tokens       Tokens         // optional: nil uses the client's token as is
+}
+
+func (o Options) withDefaults() Options {
+	if o.Refresh <= 0 {
+		o.Refresh = DefaultRefresh
+	}
+	switch {
+	case o.Jitter < 0:
+		o.Jitter = 0
+	case o.Jitter == 0 || o.Jitter >= 1:
+		o.Jitter = 0.1
+	}
+	if o.TransitMount == "" {
+		o.TransitMount = "transit"
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = 1 << 20
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return o
+}

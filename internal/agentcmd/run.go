@@ -1,0 +1,249 @@
+package agentcmd
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/credlet/credlet/internal/audit"
+	"github.com/credlet/credlet/internal/clock"
+	"github.com/credlet/credlet/internal/metrics"
+	"github.com/credlet/credlet/internal/securemem"
+	"github.com/credlet/credlet/internal/sink/file"
+	"github.com/credlet/credlet/internal/store"
+	"github.com/credlet/credlet/internal/vault/lease"
+	"github.com/credlet/credlet/internal/version"
+)
+
+func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg RunConfig
+	fs := newRunFlags(&cfg, osGetenv)
+	if err := parseFlags(fs, args, osGetenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) || strings.Contains(err.Error(), flag.ErrHelp.Error()) {
+			printFlags(fs, stdout)
+			return errHelp
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("unexpected argument %q (credlet-agent run takes only flags)", fs.Arg(0))
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	return Run(ctx, cfg, stdout, stderr)
+}
+
+func printFlags(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintln(w, "usage: credlet-agent run [flags]   (each flag also reads CREDLET_<FLAG>)")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+func newLogger(cfg RunConfig, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// agent is the set of running components.
+type agent struct {
+	cfg     RunConfig
+	log     *slog.Logger
+	metrics *metrics.Agent
+	audit   *audit.Logger
+	store   *store.Store
+	clock   clock.Clock
+	runners []runner
+	closers []func()
+
+	tokens    *lease.Manager
+	onceLogin func(context.Context) (stop func(), err error) // --once: log in and keep the token until stop
+	onces     []func(context.Context) error                  // --once: fetch and commit each set
+	fileSink  *file.Sink
+}
+
+type runner struct {
+	name string
+	run  func(context.Context) error
+}
+
+// Run runs the agent until ctx ends (or, with --once, until every credential
+// is written). Logs go to stderr; the audit trail to --audit-file.
+func Run(ctx context.Context, cfg RunConfig, stdout, stderr io.Writer) error {
+	log := newLogger(cfg, stderr)
+	hard := securemem.Harden(true)
+	m := metrics.New()
+	reportHardening(log, m, hard)
+
+	a := &agent{cfg: cfg, log: log, metrics: m, clock: clock.Real}
+	defer a.close()
+
+	auditW, err := openAudit(cfg.AuditFile, stdout)
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, func() { _ = auditW.Close() })
+	a.audit = audit.New(auditW, audit.WithLogger(log))
+
+	if err := a.build(ctx); err != nil {
+		return err
+	}
+	log.Info("agent starting", "version", version.String(), "credentials", len(a.store.Names()),
+		"socket", cfg.Socket, "secrets_dir", cfg.SecretsDir, "auth", cfg.Auth, "source", cfg.Source)
+
+	// The audit writer outlives the other parts so their last records land.
+	auditCtx, stopAudit := context.WithCancel(context.WithoutCancel(ctx))
+	auditDone := make(chan error, 1)
+	go func() { auditDone <- a.audit.Run(auditCtx) }()
+	defer func() { stopAudit(); <-auditDone }()
+
+	if cfg.Once {
+		return a.once(ctx)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, r := range a.runners {
+		g.Go(func() error {
+			if err := r.run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("%s: %w", r.name, err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error { return a.watchHealth(gctx) })
+	if cfg.Listen != "" {
+		g.Go(func() error { return a.serveHTTP(gctx) })
+	}
+	err = g.Wait()
+	if err != nil {
+		log.Error("agent stopped", "error", err)
+		return err
+	}
+	log.Info("agent stopped")
+	return nil
+}
+
+func (a *agent) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+}
+
+func reportHardening(log *slog.Logger, m *metrics.Agent, r securemem.Report) {
+	if r.LockedAll {
+		m.MemoryLocked.WithLabelValues(metrics.ScopeProcess).Set(1)
+	}
+	attrs := []any{"non_dumpable", r.NonDumpable, "core_disabled", r.NoCore, "mlockall", r.LockedAll,
+		"secretmem", r.Secretmem, "memlock_limit_bytes", r.MemlockMax}
+	if r.LockAllErr != nil {
+		attrs = append(attrs, "mlockall_error", r.LockAllErr.Error())
+	}
+	if !r.NonDumpable || !r.NoCore || (!r.Secretmem && !r.LockedAll) {
+		log.Warn("memory protection incomplete", attrs...)
+		return
+	}
+	log.Info("memory protection", attrs...)
+}
+
+// openAudit opens the audit destination: "-" is stdout.
+func openAudit(path string, stdout io.Writer) (io.WriteCloser, error) {
+	if path == "-" || path == "" {
+		return nopCloser{stdout}, nil
+	}
+	w, err := audit.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--audit-file %s: %w", path, err)
+	}
+	return w, nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// watchHealth keeps the readiness gauge and per-credential age gauges current.
+func (a *agent) watchHealth(ctx context.Context) error {
+	for {
+		a.updateHealth()
+		t := a.clock.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C():
+		}
+	}
+}
+
+func (a *agent) updateHealth() {
+	now := a.clock.Now()
+	ready := a.store.Ready()
+	if ready {
+		a.metrics.Ready.Set(1)
+	} else {
+		a.metrics.Ready.Set(0)
+	}
+	for _, st := range a.store.Status() {
+		if !st.CheckedAt.IsZero() {
+			a.metrics.CredentialAge.WithLabelValues(st.Name).Set(now.Sub(st.CheckedAt).Seconds())
+		}
+	}
+	ms := securemem.CurrentStats()
+	a.metrics.MemoryLocked.WithLabelValues(metrics.ScopeSecretmem).Set(float64(ms.Secretmem))
+	a.metrics.MemoryLocked.WithLabelValues(metrics.ScopeBuffers).Set(float64(ms.Locked))
+}
+
+// serveHTTP serves /metrics, /healthz and /readyz on --listen.
+func (a *agent) serveHTTP(ctx context.Context) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", a.metrics.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !a.store.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "not ready: waiting for credentials\n")
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	ln, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", a.cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.Info("metrics listening", "addr", ln.Addr().String())
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-errc
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("metrics server: %w", err)
+	}
+}
+
+// ownIDs is the agent's own uid/gid, the default owner and peer.
+func ownIDs() (uint32, uint32) { return uint32(os.Getuid()), uint32(os.Getgid()) }

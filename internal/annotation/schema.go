@@ -122,13 +122,13 @@ var schema = []Field{
 	},
 	{
 		Key: Prefix + "verify-url", DefaultDoc: "none",
-		Allowed: "an http or https URL",
+		Allowed: "`http://127.0.0.1:PORT/PATH` (any loopback address), `http://localhost:PORT/PATH`, or `unix:/path/to.sock`",
 		Doc:     "Blue/green check: the agent POSTs a candidate version here and publishes it only on a 2xx.",
 		parse:   parseVerifyURL,
 	},
 	{
 		Key: Prefix + "notify", DefaultDoc: "none",
-		Allowed: "`signal:SIGNAL:PROCESS` (SIGHUP, SIGUSR1, SIGUSR2, SIGINT, SIGTERM; needs `shareProcessNamespace: true`) or `http:URL`",
+		Allowed: "`signal:SIGNAL:PROCESS` (HUP, INT, QUIT, USR1, USR2, TERM, WINCH; PROCESS is the target's /proc comm; needs `shareProcessNamespace: true`) or `http:URL`",
 		Doc:     "What the agent does after publishing a new version.",
 		parse:   parseNotify,
 	},

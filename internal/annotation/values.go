@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/credlet/credlet/internal/credspec"
+	"github.com/credlet/credlet/internal/notify"
+	"github.com/credlet/credlet/internal/verify"
 )
 
 // errBad is returned by a parser whose value is simply not in the allowed
@@ -23,8 +25,6 @@ var errBad = errors.New("not allowed")
 var (
 	roleRE      = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._@-]{0,127}$`)
 	mountRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$`)
-	processRE   = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._+-]{0,63}$`)
-	notifySigs  = []string{"SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGTERM"}
 	logLevels   = []string{"debug", "info", "warn", "error"}
 	minCPU      = resource.MustParse("1m")
 	maxCPU      = resource.MustParse("4")
@@ -144,8 +144,10 @@ func parseVaultAddr(p *state, _, v string) error {
 	return nil
 }
 
+// parseVerifyURL and parseNotify use the agent's own parsers, so the
+// injector accepts exactly what the agent will.
 func parseVerifyURL(p *state, _, v string) error {
-	if err := checkURL(v, true); err != nil {
+	if _, err := verify.New(v, verify.Options{}); err != nil {
 		return err
 	}
 	p.spec.VerifyURL = v
@@ -153,22 +155,8 @@ func parseVerifyURL(p *state, _, v string) error {
 }
 
 func parseNotify(p *state, _, v string) error {
-	kind, rest, _ := strings.Cut(v, ":")
-	switch kind {
-	case "signal":
-		sig, proc, ok := strings.Cut(rest, ":")
-		if !ok || !slices.Contains(notifySigs, sig) {
-			return fmt.Errorf("signal must be one of %s", strings.Join(notifySigs, ", "))
-		}
-		if !processRE.MatchString(proc) {
-			return errors.New("process name must be 1-64 of letters, digits, '.', '_', '+', '-'")
-		}
-	case "http":
-		if err := checkURL(rest, true); err != nil {
-			return err
-		}
-	default:
-		return errBad
+	if _, err := notify.Parse(v); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), notify.ErrSpec.Error()+" "))
 	}
 	p.spec.Notify = v
 	return nil

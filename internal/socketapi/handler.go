@@ -182,42 +182,59 @@ func (s *Server) notModified(w http.ResponseWriter, name string) {
 	s.count(http.StatusNotModified)
 }
 
-// writeSet writes {"name","version","fields","fetched_at","expires_at"?}
-// with the values streamed from the set's locked views.
+// writeSet writes {"name","version","fields","fetched_at","expires_at"?}.
+// The answer is encoded from the set's locked views into a locked scratch
+// buffer, handed to net/http in one Write, and wiped.
 func (s *Server) writeSet(w http.ResponseWriter, head bool, set *store.Set) error {
-	buf := make([]byte, 0, 160)
-	buf = append(buf, `{"name":"`...)
-	buf = append(buf, set.Name()...) // a validated name: nothing to escape
-	buf = append(buf, `","version":`...)
-	buf = strconv.AppendInt(buf, int64(set.Version()), 10)
-	buf = append(buf, `,"fields":`...)
-	split := len(buf)
-	buf = append(buf, `,"fetched_at":"`...)
-	buf = set.FetchedAt().UTC().AppendFormat(buf, time.RFC3339Nano)
-	buf = append(buf, '"')
+	var preArr [160]byte
+	pre := append(preArr[:0], `{"name":"`...)
+	pre = append(pre, set.Name()...) // a validated name: nothing to escape
+	pre = append(pre, `","version":`...)
+	pre = strconv.AppendInt(pre, int64(set.Version()), 10)
+	pre = append(pre, `,"fields":`...)
+	var sufArr [128]byte
+	suf := append(sufArr[:0], `,"fetched_at":"`...)
+	suf = set.FetchedAt().UTC().AppendFormat(suf, time.RFC3339Nano)
+	suf = append(suf, '"')
 	if exp := set.ExpiresAt(); !exp.IsZero() {
-		buf = append(buf, `,"expires_at":"`...)
-		buf = exp.UTC().AppendFormat(buf, time.RFC3339Nano)
-		buf = append(buf, '"')
+		suf = append(suf, `,"expires_at":"`...)
+		suf = exp.UTC().AppendFormat(suf, time.RFC3339Nano)
+		suf = append(suf, '"')
 	}
-	buf = append(buf, "}\n"...)
+	suf = append(suf, "}\n"...)
+	n := len(pre) + set.FieldsJSONLen() + len(suf)
+
 	h := w.Header()
 	h["Content-Type"] = hdrJSON
 	h["Cache-Control"] = hdrNoStore
-	h["Content-Length"] = []string{strconv.Itoa(len(buf) + set.FieldsJSONLen())}
+	h["Content-Length"] = []string{strconv.Itoa(n)}
 	h["Etag"] = etag(set.Version())
-	w.WriteHeader(http.StatusOK)
-	s.count(http.StatusOK)
 	if head {
+		w.WriteHeader(http.StatusOK)
+		s.count(http.StatusOK)
 		return nil
 	}
-	if _, err := w.Write(buf[:split]); err != nil {
+	buf, err := s.scratch.get(n)
+	if err != nil {
+		delete(h, "Content-Length")
+		delete(h, "Etag")
+		s.fail(w, &apiError{http.StatusServiceUnavailable, "not_ready", "no memory to encode the answer"})
 		return err
 	}
-	if err := set.WriteFieldsJSON(w); err != nil {
-		return err
+	fw := fixed{b: buf.Bytes()[:0:n]}
+	_, _ = fw.Write(pre)
+	_ = set.WriteFieldsJSON(&fw)
+	_, _ = fw.Write(suf)
+	defer s.scratch.put(buf, len(fw.b))
+	if fw.err != nil || len(fw.b) != n {
+		delete(h, "Content-Length")
+		delete(h, "Etag")
+		s.fail(w, &apiError{http.StatusServiceUnavailable, "not_ready", "encoding the answer failed"})
+		return errOverflow
 	}
-	_, err := w.Write(buf[split:])
+	w.WriteHeader(http.StatusOK)
+	s.count(http.StatusOK)
+	_, err = w.Write(fw.b)
 	return err
 }
 

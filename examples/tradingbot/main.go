@@ -57,8 +57,8 @@ type bot struct {
 	name, keyField, secretField string
 	out                         io.Writer
 
-	mu      sync.RWMutex
-	signer  *signer
+	mu     sync.RWMutex
+	signer *signer
 }
 
 // signer signs orders with one credential version.

@@ -250,7 +250,7 @@ func (s *Source) check(force bool) {
 			s.fail(c, metrics.RotationInvalid, audit.Commit, e.Version, err.Error())
 			continue
 		}
-		prev, had := s.committed[c.Name]
+		prev := s.committed[c.Name] // 0: the first version
 		s.committed[c.Name] = e.Version
 		s.ok(c.Name, now)
 		if s.m != nil {
@@ -259,11 +259,9 @@ func (s *Source) check(force bool) {
 			s.m.Rotations.WithLabelValues(c.Name, metrics.RotationCommitted).Inc()
 		}
 		s.audit.Log(audit.Record{Event: audit.Commit, Credential: c.Name, Version: e.Version, Result: "ok", Detail: "file source"})
-		if had {
-			s.log.Info("credential rotated", "credential", c.Name, "version", e.Version, "previous_version", prev)
-		} else {
-			s.log.Info("credential committed", "credential", c.Name, "version", e.Version)
-		}
+		// The same record as the Vault source's.
+		s.log.Info("credential committed", "credential", c.Name, "kv_path", c.KVPath(), "version", e.Version,
+			"previous_version", prev, "created_at", e.CreatedAt)
 	}
 }
 

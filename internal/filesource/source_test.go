@@ -307,15 +307,15 @@ func TestRunPollsBehindSymlink(t *testing.T) {
 		t.Fatalf("committed version %d before the poll", v)
 	case <-time.After(300 * time.Millisecond):
 	}
+	armed = fc.TimerCreated()
 	fc.Advance(time.Minute)
 	if v := <-got; v != 2 {
 		t.Fatalf("after poll: version %d", v)
 	}
+	<-armed // the next poll is armed
 	// An unchanged file is not decoded again but still counts as checked.
 	before := f.st.Status()[0].CheckedAt
-	armed = fc.TimerCreated()
 	fc.Advance(time.Minute)
-	<-armed
 	waitFor(t, "checked time to move", func() bool { return f.st.Status()[0].CheckedAt.After(before) })
 	cancel()
 	if err := <-done; err != nil {

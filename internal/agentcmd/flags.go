@@ -244,7 +244,7 @@ func (c *RunConfig) validate() error {
 		}
 	case "token":
 	default:
-		return usageError("--auth %q: allowed kubernetes, approle, token", c.Auth)
+		return usageError("--auth %q: allowed %s", c.Auth, strings.Join(authMethods, ", "))
 	}
 	if c.AuthMount == "" {
 		c.AuthMount = c.Auth

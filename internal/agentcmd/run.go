@@ -98,7 +98,7 @@ func Run(ctx context.Context, cfg RunConfig, stdout, stderr io.Writer) error {
 		return err
 	}
 	a.closers = append(a.closers, func() { _ = auditW.Close() })
-	a.audit = audit.New(auditW, audit.WithLogger(log))
+	a.audit = audit.New(auditW, audit.WithLogger(log), audit.WithClock(a.clock))
 
 	if err := a.build(ctx); err != nil {
 		return err

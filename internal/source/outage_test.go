@@ -15,11 +15,11 @@ import (
 	"github.com/credlet/credlet/internal/testenv"
 )
 
-// TestOutage makes Vault unreachable for 30 s (3 s with -short), once by
-// stopping the server process (SIGSTOP: connections hang) and once by
-// cutting a TCP proxy (connections reset). The served version stays, the
+// TestOutage makes Vault unusable for 30 s (3 s with -short): by stopping
+// the server process (SIGSTOP: connections hang), by cutting a TCP proxy
+// (connections reset), and, for 12 s, by sealing it (503). The served version stays, the
 // failure is reported, requests don't pile up or busy-loop, the expired
-// token is replaced, and the source recovers within one refresh. The two
+// token is replaced, and the source recovers within one refresh. The three
 // run in parallel with each other, not with the other tests, so goroutine
 // counts mean something.
 func TestOutage(t *testing.T) {
@@ -41,6 +41,28 @@ func TestOutage(t *testing.T) {
 			t.Fatal(err)
 		}
 		outage(t, v, v.Addr, dur, func() { must(t, v.Pause()) }, func() { must(t, v.Resume()) })
+	})
+	t.Run("vault sealed", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		v, err := testenv.StartVault(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = v.Stop() })
+		if err := setupVault(v); err != nil {
+			t.Fatal(err)
+		}
+		key := unsealKey(t, v)
+		// Shorter (still longer than the token's TTL): with -parallel 2
+		// (two cores) this one runs after one of the others.
+		outage(t, v, v.Addr, min(dur, 12*time.Second), func() { must(t, v.Client().Sys().Seal()) }, func() {
+			st, err := v.Client().Sys().Unseal(key)
+			if err != nil || st.Sealed {
+				t.Fatalf("unseal: %v (sealed %v)", err, st != nil && st.Sealed)
+			}
+		})
 	})
 	t.Run("proxy cut", func(t *testing.T) {
 		t.Parallel()
@@ -119,6 +141,22 @@ func outage(t *testing.T, v *testenv.Vault, addr string, dur time.Duration, down
 	if dur > tokenTTL && counterValue(r.met.Logins.WithLabelValues("approle", "success")) < 2 {
 		t.Error("the token expired during the outage but no fresh login happened")
 	}
+}
+
+// unsealKey reads the dev server's unseal key from its output.
+func unsealKey(t *testing.T, v *testenv.Vault) string {
+	t.Helper()
+	b, err := os.ReadFile(v.LogFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if k, ok := strings.CutPrefix(strings.TrimSpace(line), "Unseal Key: "); ok {
+			return k
+		}
+	}
+	t.Fatal("no unseal key in the dev server's output")
+	return ""
 }
 
 func must(t *testing.T, err error) {

@@ -143,16 +143,19 @@ func outage(t *testing.T, v *testenv.Vault, addr string, dur time.Duration, down
 	}
 }
 
-// unsealKey reads the dev server's unseal key from its output.
+// unsealKey reads the dev server's unseal key from its output (printed a
+// moment after the server reports healthy).
 func unsealKey(t *testing.T, v *testenv.Vault) string {
 	t.Helper()
-	b, err := os.ReadFile(v.LogFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(string(b)) {
-		if k, ok := strings.CutPrefix(strings.TrimSpace(line), "Unseal Key: "); ok {
-			return k
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		b, err := os.ReadFile(v.LogFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(string(b)) {
+			if k, ok := strings.CutPrefix(strings.TrimSpace(line), "Unseal Key: "); ok {
+				return k
+			}
 		}
 	}
 	t.Fatal("no unseal key in the dev server's output")

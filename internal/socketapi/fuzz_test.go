@@ -1,14 +1,16 @@
 package socketapi
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"net/http"
-	"net/http/httptest"
+	"io"
+	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/credlet/credlet/internal/audit"
 	"github.com/credlet/credlet/internal/credspec"
@@ -69,10 +71,10 @@ func FuzzParseRequest(f *testing.F) {
 	})
 }
 
-// FuzzServeHTTP feeds raw request bytes through net/http's parser into the
-// handler: it never panics, answers only the documented statuses, and a
-// value leaves only in a 200 answer to a credential read.
-func FuzzServeHTTP(f *testing.F) {
+// FuzzConn feeds raw bytes, as a client would write them, to a connection
+// of the server: it never panics or hangs, answers only the documented
+// statuses, and a value leaves only in a 200 answer.
+func FuzzConn(f *testing.F) {
 	for _, s := range []string{
 		"GET /v1/credentials/acme HTTP/1.1\r\nHost: a\r\n\r\n",
 		"HEAD /v1/credentials/acme HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -83,10 +85,13 @@ func FuzzServeHTTP(f *testing.F) {
 		"GET /v1/credentials/acme HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
 		"POST /v1/credentials/acme HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 		"GET /v1/credentials HTTP/1.0\r\n\r\n",
-		"GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\nGET /v1/credentials/acme HTTP/1.1\r\n\r\n",
 		"GET /v1/credentials/pending?wait=0&timeout=1ms HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET /v1/credentials/%61cme HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET http://x/v1/credentials/acme HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /v1/credentials/acme HTTP/1.1\r\n folded: x\r\n\r\n",
+		"GET /v1/credentials/acme HTTP/2.0\r\n\r\n",
+		"\r\nGET /v1/credentials/acme HTTP/1.1\nHost: a\n\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -103,21 +108,48 @@ func FuzzServeHTTP(f *testing.F) {
 		f.Fatal(err)
 	}
 	allowed := peer{Peer: audit.Peer{UID: 1}, known: true, allowed: true}
-	ok := map[int]bool{200: true, 304: true, 400: true, 403: true, 404: true, 405: true, 503: true}
+	ok := map[string]bool{"200": true, "304": true, "400": true, "403": true, "404": true, "405": true, "431": true, "503": true}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
+		client, server := socketPair(t)
+		defer client.Close()
+		c := srv.newConn(server)
+		c.peer = allowed
+		done := make(chan struct{})
+		go func() { defer close(done); c.serve(context.Background()) }()
+		go func() { _, _ = client.Write(raw); _ = client.CloseWrite() }()
+		_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+		out, err := io.ReadAll(client)
 		if err != nil {
-			return // net/http refuses it before the handler
+			t.Fatalf("reading answers to %q: %v", raw, err)
 		}
-		req = req.WithContext(context.WithValue(context.Background(), peerKey{}, allowed))
-		rec := httptest.NewRecorder()
-		srv.ServeHTTP(rec, req)
-		if !ok[rec.Code] {
-			t.Fatalf("status %d for %q", rec.Code, raw)
+		<-done
+		for line := range strings.Lines(string(out)) {
+			if rest, found := strings.CutPrefix(line, "HTTP/1.1 "); found && len(rest) >= 3 && !ok[rest[:3]] {
+				t.Fatalf("status %q for %q", line, raw)
+			}
 		}
-		hasValue := bytes.Contains(rec.Body.Bytes(), []byte("FAKE"))
-		if hasValue && !(rec.Code == 200 && req.Method == "GET" && req.URL.Path == "/v1/credentials/acme") {
-			t.Fatalf("value in a %d answer to %q", rec.Code, raw)
+		if bytes.Contains(out, []byte("FAKE")) && !bytes.Contains(out, []byte("HTTP/1.1 200 OK")) {
+			t.Fatalf("value outside a 200 answer to %q:\n%s", raw, out)
 		}
 	})
+}
+
+// socketPair returns two connected Unix stream sockets.
+func socketPair(t testing.TB) (client, server *net.UnixConn) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make([]*net.UnixConn, 2)
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c.(*net.UnixConn)
+	}
+	return conns[0], conns[1]
 }

@@ -12,62 +12,64 @@ import (
 	"time"
 
 	"github.com/credlet/credlet/internal/audit"
+	"github.com/credlet/credlet/internal/securemem"
 	"github.com/credlet/credlet/internal/store"
 )
 
-// Header values shared by every response; net/http only reads them.
-var (
-	hdrJSON    = []string{"application/json"}
-	hdrNoStore = []string{"no-store"}
-	hdrClose   = []string{"close"}
-	hdrAllow   = []string{"GET, HEAD"}
-)
+// response is an answer ready to be written.
+type response struct {
+	status  int
+	etag    int  // > 0: ETag "<etag>"
+	json    bool // Content-Type: application/json
+	allow   bool // Allow: GET, HEAD (405)
+	close   bool // Connection: close
+	body    []byte
+	length  int               // Content-Length when body is nil (HEAD of a credential)
+	scratch *securemem.Buffer // body lives here: wiped and returned after the write
+}
 
 var errWaitTimeout = errors.New("long poll timed out")
 
-// ServeHTTP answers one request. Handlers never return errors: they answer.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p, _ := r.Context().Value(peerKey{}).(peer)
+// handle answers one request. ctx ends when the server shuts down or the
+// client goes away during a long poll.
+func (s *Server) handle(ctx context.Context, req *httpRequest, p peer) response {
 	if !p.allowed {
-		s.deny(w, r, p)
-		return
+		return s.deny(req, p)
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header()["Allow"] = hdrAllow
-		s.fail(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed",
-			fmt.Sprintf("method %s: only GET and HEAD are allowed", clip(r.Method))})
-		return
+	if req.method != http.MethodGet && req.method != http.MethodHead {
+		r := s.fail(&apiError{http.StatusMethodNotAllowed, "method_not_allowed",
+			fmt.Sprintf("method %s: only GET and HEAD are allowed", clip(req.method))})
+		r.allow = true
+		return r
 	}
-	if r.Header["Origin"] != nil || r.Header["Referer"] != nil {
-		s.fail(w, &apiError{http.StatusForbidden, "forbidden",
+	if req.origin {
+		return s.fail(&apiError{http.StatusForbidden, "forbidden",
 			"requests with an Origin or Referer header are refused: the socket API is not for browsers"})
-		return
 	}
-	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
-		w.Header()["Connection"] = hdrClose // don't read the body to reuse the connection
-		s.fail(w, badRequest("%s requests take no body", r.Method))
-		return
+	if req.hasBody {
+		r := s.fail(badRequest("%s requests take no body", req.method))
+		r.close = true // the body was not read: the connection cannot carry on
+		return r
 	}
-	req, aerr := parseRequest(r.URL.Path, r.URL.RawQuery, s.maxWait)
+	pr, aerr := parseRequest(req.path, req.rawQuery, s.maxWait)
 	if aerr != nil {
-		s.fail(w, aerr)
-		return
+		return s.fail(aerr)
 	}
-	switch req.route {
+	switch pr.route {
 	case routeGet:
-		s.get(w, r, req, p)
+		return s.get(ctx, req, pr, p)
 	case routeList:
-		s.list(w)
-	case routeHealth:
-		s.health(w)
+		return s.list()
+	default:
+		return s.health()
 	}
 }
 
 // deny answers a peer outside the allow lists: 403, an audit record, and the
 // connection closed after the answer.
-func (s *Server) deny(w http.ResponseWriter, r *http.Request, p peer) {
+func (s *Server) deny(req *httpRequest, p peer) response {
 	var name string
-	if n, ok := strings.CutPrefix(r.URL.Path, credentialsPrefix); ok && len(n) <= 63 {
+	if n, ok := strings.CutPrefix(req.path, credentialsPrefix); ok && len(n) <= 63 {
 		name = n
 	}
 	detail := fmt.Sprintf("peer uid %d gid %d not in the allow list", p.UID, p.GID)
@@ -78,51 +80,51 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, p peer) {
 		detail = "peer credentials unavailable"
 	}
 	s.audit.Log(audit.Record{Event: audit.Deny, Credential: name, Peer: ap, Result: "denied", Detail: detail})
-	w.Header()["Connection"] = hdrClose
-	s.fail(w, &apiError{http.StatusForbidden, "forbidden",
+	r := s.fail(&apiError{http.StatusForbidden, "forbidden",
 		fmt.Sprintf("uid %d gid %d may not read credentials from this agent (see --allow-uid, --allow-gid)", p.UID, p.GID)})
+	r.close = true
+	return r
 }
 
-func (s *Server) get(w http.ResponseWriter, r *http.Request, req request, p peer) {
-	set, aerr := s.acquire(r, req)
+func (s *Server) get(ctx context.Context, req *httpRequest, pr request, p peer) response {
+	set, aerr := s.acquire(ctx, pr)
 	if aerr != nil {
-		s.fail(w, aerr)
-		return
+		return s.fail(aerr)
 	}
 	if set == nil { // long poll timed out: nothing new
-		s.notModified(w, req.name)
-		return
+		return s.notModified(pr.name)
 	}
 	defer set.Release()
-	if !req.wait && etagMatches(r.Header["If-None-Match"], set.Version()) {
-		s.notModified(w, req.name)
-		return
+	if !pr.wait && etagMatches(req.ifNoneMatch, set.Version()) {
+		return s.notModified(pr.name)
 	}
-	if err := s.writeSet(w, r.Method == http.MethodHead, set); err != nil {
-		return // the peer went away mid-answer
+	r, err := s.encodeSet(set, req.method == http.MethodHead)
+	if err != nil {
+		return s.fail(&apiError{http.StatusServiceUnavailable, "not_ready", "encoding the answer failed: " + err.Error()})
 	}
-	if r.Method == http.MethodGet {
+	if req.method == http.MethodGet {
 		s.audit.ObserveRead(p.Peer, set.Name(), set.Version())
 	}
+	return r
 }
 
 // acquire returns the set to answer with: the current version, or for a long
-// poll the first version other than req.version. (nil, nil) means the long
+// poll the first version other than pr.version. (nil, nil) means the long
 // poll timed out.
-func (s *Server) acquire(r *http.Request, req request) (*store.Set, *apiError) {
-	set, err := s.st.Acquire(req.name)
-	if err == nil && (!req.wait || set.Version() != req.version) {
+func (s *Server) acquire(ctx context.Context, pr request) (*store.Set, *apiError) {
+	set, err := s.st.Acquire(pr.name)
+	if err == nil && (!pr.wait || set.Version() != pr.version) {
 		return set, nil
 	}
-	if err != nil && (!req.wait || !errors.Is(err, store.ErrNotReady)) {
-		return nil, storeError(req.name, err)
+	if err != nil && (!pr.wait || !errors.Is(err, store.ErrNotReady)) {
+		return nil, storeError(pr.name, err)
 	}
 	if set != nil {
 		set.Release()
 	}
-	ctx, cancel := context.WithCancelCause(r.Context())
+	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	t := s.clock.NewTimer(req.timeout)
+	t := s.clock.NewTimer(pr.timeout)
 	defer t.Stop()
 	done := make(chan struct{})
 	defer close(done)
@@ -133,16 +135,16 @@ func (s *Server) acquire(r *http.Request, req request) (*store.Set, *apiError) {
 		case <-done:
 		}
 	}()
-	set, err = s.st.Wait(ctx, req.name, req.version)
+	set, err = s.st.Wait(wctx, pr.name, pr.version)
 	switch {
 	case err == nil:
 		return set, nil
-	case errors.Is(context.Cause(ctx), errWaitTimeout):
+	case errors.Is(context.Cause(wctx), errWaitTimeout):
 		return nil, nil
 	case ctx.Err() != nil:
 		return nil, &apiError{http.StatusServiceUnavailable, "not_ready", "agent shutting down"}
 	default:
-		return nil, storeError(req.name, err)
+		return nil, storeError(pr.name, err)
 	}
 }
 
@@ -157,35 +159,34 @@ func storeError(name string, err error) *apiError {
 	}
 }
 
-func etagMatches(inm []string, version int) bool {
-	for _, h := range inm {
-		for tag := range strings.SplitSeq(h, ",") {
-			tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
-			if tag == "*" || (len(tag) > 2 && tag[0] == '"' && tag[len(tag)-1] == '"' && tag[1:len(tag)-1] == strconv.Itoa(version)) {
-				return true
-			}
+// etagMatches reports whether an If-None-Match value names the version.
+func etagMatches(inm string, version int) bool {
+	if inm == "" {
+		return false
+	}
+	for tag := range strings.SplitSeq(inm, ",") {
+		tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
+		if tag == "*" || (len(tag) > 2 && tag[0] == '"' && tag[len(tag)-1] == '"' && tag[1:len(tag)-1] == strconv.Itoa(version)) {
+			return true
 		}
 	}
 	return false
 }
 
-func etag(version int) []string { return []string{`"` + strconv.Itoa(version) + `"`} }
-
 // notModified answers 304 with the current version's ETag, if any.
-func (s *Server) notModified(w http.ResponseWriter, name string) {
+func (s *Server) notModified(name string) response {
+	r := response{status: http.StatusNotModified}
 	if set, err := s.st.Acquire(name); err == nil {
-		w.Header()["Etag"] = etag(set.Version())
+		r.etag = set.Version()
 		set.Release()
 	}
-	w.Header()["Cache-Control"] = hdrNoStore
-	w.WriteHeader(http.StatusNotModified)
-	s.count(http.StatusNotModified)
+	return r
 }
 
-// writeSet writes {"name","version","fields","fetched_at","expires_at"?}.
-// The answer is encoded from the set's locked views into a locked scratch
-// buffer, handed to net/http in one Write, and wiped.
-func (s *Server) writeSet(w http.ResponseWriter, head bool, set *store.Set) error {
+// encodeSet encodes {"name","version","fields","fetched_at","expires_at"?}
+// from the set's locked views into a locked scratch buffer. For HEAD only
+// the length is computed.
+func (s *Server) encodeSet(set *store.Set, head bool) (response, error) {
 	var preArr [160]byte
 	pre := append(preArr[:0], `{"name":"`...)
 	pre = append(pre, set.Name()...) // a validated name: nothing to escape
@@ -203,39 +204,25 @@ func (s *Server) writeSet(w http.ResponseWriter, head bool, set *store.Set) erro
 	}
 	suf = append(suf, "}\n"...)
 	n := len(pre) + set.FieldsJSONLen() + len(suf)
-
-	h := w.Header()
-	h["Content-Type"] = hdrJSON
-	h["Cache-Control"] = hdrNoStore
-	h["Content-Length"] = []string{strconv.Itoa(n)}
-	h["Etag"] = etag(set.Version())
+	r := response{status: http.StatusOK, etag: set.Version(), json: true}
 	if head {
-		w.WriteHeader(http.StatusOK)
-		s.count(http.StatusOK)
-		return nil
+		r.length = n
+		return r, nil
 	}
 	buf, err := s.scratch.get(n)
 	if err != nil {
-		delete(h, "Content-Length")
-		delete(h, "Etag")
-		s.fail(w, &apiError{http.StatusServiceUnavailable, "not_ready", "no memory to encode the answer"})
-		return err
+		return r, err
 	}
 	fw := fixed{b: buf.Bytes()[:0:n]}
 	_, _ = fw.Write(pre)
 	_ = set.WriteFieldsJSON(&fw)
 	_, _ = fw.Write(suf)
-	defer s.scratch.put(buf, len(fw.b))
 	if fw.err != nil || len(fw.b) != n {
-		delete(h, "Content-Length")
-		delete(h, "Etag")
-		s.fail(w, &apiError{http.StatusServiceUnavailable, "not_ready", "encoding the answer failed"})
-		return errOverflow
+		s.scratch.put(buf, len(fw.b))
+		return r, errOverflow
 	}
-	w.WriteHeader(http.StatusOK)
-	s.count(http.StatusOK)
-	_, err = w.Write(fw.b)
-	return err
+	r.body, r.scratch = fw.b, buf
+	return r, nil
 }
 
 type listItem struct {
@@ -244,7 +231,7 @@ type listItem struct {
 	FetchedAt *time.Time `json:"fetched_at,omitempty"`
 }
 
-func (s *Server) list(w http.ResponseWriter) {
+func (s *Server) list() response {
 	out := struct {
 		Credentials []listItem `json:"credentials"`
 	}{Credentials: []listItem{}}
@@ -256,7 +243,7 @@ func (s *Server) list(w http.ResponseWriter) {
 		}
 		out.Credentials = append(out.Credentials, it)
 	}
-	s.writeJSON(w, http.StatusOK, out)
+	return jsonResponse(http.StatusOK, out)
 }
 
 type healthItem struct {
@@ -266,7 +253,7 @@ type healthItem struct {
 	LastError  string   `json:"last_error,omitempty"`
 }
 
-func (s *Server) health(w http.ResponseWriter) {
+func (s *Server) health() response {
 	now := s.clock.Now()
 	out := struct {
 		Ready       bool                  `json:"ready"`
@@ -280,7 +267,7 @@ func (s *Server) health(w http.ResponseWriter) {
 		}
 		out.Credentials[st.Name] = it
 	}
-	s.writeJSON(w, http.StatusOK, out)
+	return jsonResponse(http.StatusOK, out)
 }
 
 type errorBody struct {
@@ -290,27 +277,20 @@ type errorBody struct {
 	} `json:"error"`
 }
 
-func (s *Server) fail(w http.ResponseWriter, e *apiError) {
+func (s *Server) fail(e *apiError) response {
 	var b errorBody
 	b.Error.Code, b.Error.Message = e.code, e.message
-	s.writeJSON(w, e.status, b)
+	return jsonResponse(e.status, b)
 }
 
-// writeJSON answers with v, which holds no secret value.
-func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
+// jsonResponse answers with v, which holds no secret value.
+func jsonResponse(status int, v any) response {
 	body, err := json.Marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError
 		body = []byte(`{"error":{"code":"internal","message":"encoding the answer failed"}}`)
 	}
-	body = append(body, '\n')
-	h := w.Header()
-	h["Content-Type"] = hdrJSON
-	h["Cache-Control"] = hdrNoStore
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
-	w.WriteHeader(status)
-	s.count(status)
-	_, _ = w.Write(body)
+	return response{status: status, json: true, body: append(body, '\n')}
 }
 
 func (s *Server) count(status int) {

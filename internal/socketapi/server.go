@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -27,9 +27,9 @@ const (
 	DefaultMaxWait     = 5 * time.Minute
 	DefaultWaitTimeout = 30 * time.Second // a long poll without timeout=
 	maxSocketPath      = 107              // sun_path is 108 bytes with its NUL
-	readHeaderTimeout  = 5 * time.Second
-	idleTimeout        = 2 * time.Minute
-	maxHeaderBytes     = 8 << 10
+	readHeaderTimeout  = 5 * time.Second  // from a request's first byte to its end
+	idleTimeout        = 2 * time.Minute  // between requests on a keep-alive connection
+	writeTimeout       = 30 * time.Second
 	shutdownGrace      = 5 * time.Second
 	socketMode         = 0o660
 	dirMode            = 0o750
@@ -96,34 +96,17 @@ func New(st *store.Store, opts Options) (*Server, error) {
 	}
 	if s.m != nil {
 		s.codes = map[int]prometheus.Counter{}
-		for _, c := range []int{200, 304, 400, 403, 404, 405, 503} {
+		for _, c := range []int{200, 304, 400, 403, 404, 405, 431, 503} {
 			s.codes[c] = s.m.SocketRequests.WithLabelValues(strconv.Itoa(c))
 		}
 	}
 	return s, nil
 }
 
-// Handler is the HTTP handler, for serving on a listener of your own. Its
-// requests must carry a peer (ConnContext); without one they are refused.
-func (s *Server) Handler() http.Handler { return s }
-
-// ConnContext records a connection's peer credentials; use it as
-// http.Server.ConnContext with Handler.
-func (s *Server) ConnContext(ctx context.Context, c net.Conn) context.Context {
-	p := s.peerOf(c)
-	if !p.allowed {
-		if s.m != nil {
-			s.m.SocketDenied.Inc()
-		}
-		s.log.Warn("socket peer not allowed", "peer_uid", p.UID, "peer_gid", p.GID, "peer_pid", p.PID,
-			"peer_known", p.known)
-	}
-	return context.WithValue(ctx, peerKey{}, p)
-}
-
-// Run creates the socket, serves until ctx ends, then shuts down gracefully
-// (open long polls are answered 503) and removes the socket. It returns nil
-// on cancel.
+// Run creates the socket and serves until ctx ends. Then it stops
+// accepting, answers open long polls 503, closes idle connections, waits up
+// to 5s for answers in progress, and removes the socket. It returns nil on
+// cancel.
 func (s *Server) Run(ctx context.Context) error {
 	ln, created, err := s.listen()
 	if err != nil {
@@ -131,31 +114,79 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer s.removeSocket(created)
 	defer s.scratch.close()
-	srv := &http.Server{
-		Handler:           s,
-		ConnContext:       s.ConnContext,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ReadHeaderTimeout: readHeaderTimeout,
-		WriteTimeout:      s.maxWait + 30*time.Second,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	s.log.Info("socket listening", "path", s.path, "allow_uids", s.allowUIDs, "allow_gids", s.allowGIDs)
+
+	var (
+		mu    sync.Mutex
+		conns = map[*conn]struct{}{}
+		wg    sync.WaitGroup
+	)
+	acceptErr := make(chan error, 1)
+	go func() {
+		var delay time.Duration
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				if ctx.Err() != nil {
+					acceptErr <- nil
+					return
+				}
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+					delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+					s.log.Warn("socket accept", "error", err.Error(), "retry_in", delay.String())
+					time.Sleep(delay)
+					continue
+				}
+				acceptErr <- err
+				return
+			}
+			delay = 0
+			c := s.newConn(nc)
+			mu.Lock()
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.serve(ctx)
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+			}()
+		}
+	}()
+	var runErr error
 	select {
-	case err := <-errc:
-		return fmt.Errorf("socket %s: %w", s.path, err)
+	case err := <-acceptErr:
+		runErr = fmt.Errorf("socket %s: %w", s.path, err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		_ = srv.Close()
+	_ = ln.Close()
+	if runErr == nil {
+		<-acceptErr
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("socket %s: %w", s.path, err)
+	// Idle connections go now; busy ones finish their answer (long polls
+	// see ctx end) and then close.
+	mu.Lock()
+	for c := range conns {
+		c.closeIfIdle()
+	}
+	mu.Unlock()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(shutdownGrace):
+		mu.Lock()
+		for c := range conns {
+			_ = c.nc.Close()
+		}
+		mu.Unlock()
+		<-done
+	}
+	if runErr != nil {
+		return runErr
 	}
 	s.log.Info("socket closed", "path", s.path)
 	return nil

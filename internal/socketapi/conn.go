@@ -226,4 +226,3 @@ func (s *Server) releaseBody(r *response) {
 		r.scratch, r.body = nil, nil
 	}
 }
-

@@ -40,7 +40,7 @@ func Harden(tryLockAll bool) Report {
 		tryLockAll = false
 	}
 	if tryLockAll {
-		if err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE); err != nil {
+		if err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE | unix.MCL_ONFAULT); err != nil {
 			r.LockAllErr = fmt.Errorf("mlockall: %w", err)
 		} else {
 			r.LockedAll = true

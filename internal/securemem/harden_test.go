@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -105,6 +106,11 @@ func TestHarden(t *testing.T) {
 			}
 			if tt.wantLock == "true" && (kv["vmlck_kb"] == "0" || kv["vmlck_kb"] == "") {
 				t.Errorf("mlockall reported success but VmLck is %q kB", kv["vmlck_kb"])
+			}
+			// MCL_ONFAULT: locking everything must not fault in the Go
+			// runtime's reservations (that took the agent to 160 MiB).
+			if rss, _ := strconv.Atoi(kv["vmrss_kb"]); rss <= 0 || rss > 64<<10 {
+				t.Errorf("VmRSS %s kB after Harden: want a small process (< 64 MiB)", kv["vmrss_kb"])
 			}
 		})
 	}

@@ -241,7 +241,7 @@ func runHelper(mode string) int {
 		fmt.Printf("report_nondumpable=%v report_nocore=%v report_lockedall=%v report_secretmem=%v\n",
 			r.NonDumpable, r.NoCore, r.LockedAll, r.Secretmem)
 		fmt.Printf("core_cur=%d core_max=%d\n", core.Cur, core.Max)
-		fmt.Printf("vmlck_kb=%d\n", statusKB("VmLck"))
+		fmt.Printf("vmlck_kb=%d vmrss_kb=%d\n", statusKB("VmLck"), statusKB("VmRSS"))
 	case "disabled":
 		DisableSecretmem()
 		b, err := New(10)

@@ -1,0 +1,355 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/credlet/credlet/internal/testenv"
+)
+
+type options struct {
+	agentBin    string
+	injectorBin string
+	vaultK8sBin string
+	out         string
+	png         string
+	window      time.Duration // Vault-load window
+	rotations   int
+	reads       int
+	startRuns   int
+	admissions  int
+	clients     int
+	budget      time.Duration
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.agentBin, "agent", "bin/credlet-agent", "credlet-agent binary")
+	flag.StringVar(&o.injectorBin, "injector", "bin/credlet-injector", "credlet-injector binary")
+	flag.StringVar(&o.vaultK8sBin, "vault-k8s", "", "vault-k8s binary (default: vault-k8s in the tools folder)")
+	flag.StringVar(&o.out, "out", "bench/results.md", "markdown results file")
+	flag.StringVar(&o.png, "png", "bench/latency.png", "latency chart")
+	flag.DurationVar(&o.window, "window", time.Minute, "how long Vault requests are counted with the agents idle")
+	flag.IntVar(&o.rotations, "rotations", 20, "rotations for the propagation rows")
+	flag.IntVar(&o.reads, "reads", 100_000, "measured reads per read target (the memory row's \"after N reads\")")
+	flag.IntVar(&o.startRuns, "start-runs", 10, "credlet starts for start→first credential (Vault Agent: half as many, at least 3)")
+	flag.IntVar(&o.admissions, "admissions", 20_000, "measured admissions per injector")
+	flag.IntVar(&o.clients, "clients", 8, "concurrent keep-alive clients for reads and admissions")
+	flag.DurationVar(&o.budget, "budget", 9*time.Minute+30*time.Second, "hard limit for the whole run")
+	flag.Parse()
+	if o.vaultK8sBin == "" {
+		if dir, err := testenv.ToolsDir(); err == nil {
+			o.vaultK8sBin = filepath.Join(dir, "vault-k8s")
+		}
+	}
+	os.Exit(run(o))
+}
+
+func run(o options) int {
+	rep := &report{started: time.Now(), machine: describeMachine()}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.budget)
+	defer cancel()
+	// A short root: Unix socket paths must fit in 108 bytes.
+	dir, err := os.MkdirTemp("", "cb-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+
+	b := &bench{o: o, rep: rep, dir: dir, errs: map[string]error{}}
+	err = b.run(ctx)
+	b.stopAll()
+	if err != nil {
+		rep.errs = append(rep.errs, "run stopped early: "+err.Error())
+	}
+	b.buildRows()
+	rep.took = time.Since(rep.started)
+	md := rep.markdown()
+	fmt.Print(rep.table())
+	if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	code := 0
+	if err := writePNG(o.png, renderChart(b.panels())); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		code = 1
+	}
+	fmt.Fprintf(os.Stderr, "bench: wrote %s and %s in %s\n", o.out, o.png, rep.took.Round(time.Second))
+	for _, e := range rep.errs {
+		fmt.Fprintln(os.Stderr, "bench: FAILED:", e)
+		code = 1
+	}
+	return code
+}
+
+// bench holds the run's processes and everything measured, until the
+// table is built.
+type bench struct {
+	o     options
+	rep   *report
+	dir   string
+	e     *env
+	vault string // vault binary
+	procs []*proc
+	errs  map[string]error // per section
+
+	credlet, credletDefault, vaultAgent *agentProc
+	credletLockAll                      *agentProc // with CAP_IPC_LOCK: mlockall
+	lockAllIdle                         memInfo
+	readyAt                             time.Time
+
+	start      startTimes
+	idle       map[string]memInfo
+	idleScan   map[string]memScan
+	after      map[string]memInfo
+	afterScan  map[string]memScan
+	loadFrom   time.Time
+	loadTo     time.Time
+	loads      map[string]vaultLoad
+	renewals   map[string][]float64
+	intervals  map[string][]time.Duration
+	prop       *propagation
+	overheads  map[string][]time.Duration
+	defaults   map[string][]time.Duration
+	reads      map[string]loadResult // at o.clients clients
+	reads1     map[string]loadResult // one client: unloaded latency
+	admission  map[string]admissionBench
+	runEndedAt time.Time
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: %6.1fs  %s\n", time.Since(b.rep.started).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func (b *bench) track(p *agentProc) *agentProc {
+	b.procs = append(b.procs, p.proc)
+	return p
+}
+
+func (b *bench) stopAll() {
+	for _, p := range b.procs {
+		_ = p.stop(5 * time.Second)
+	}
+	b.procs = nil
+	if b.e != nil {
+		b.e.close()
+	}
+}
+
+// run runs the phases in an order that keeps them from disturbing each
+// other: start-time runs first, then the long-lived agents idle (memory,
+// Vault load, with the admission benchmark alongside, which does not touch
+// Vault), then rotations, then the audit log is read and the audit device
+// disabled, and last the read-latency runs (whose proxied and direct reads
+// would otherwise flood Vault's audit log and the load window).
+func (b *bench) run(ctx context.Context) error {
+	var err error
+	if b.vault, err = testenv.Binary(testenv.BinVault); err != nil {
+		return err
+	}
+	for _, bin := range []string{b.o.agentBin} {
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("%s: %w (run make build)", bin, err)
+		}
+	}
+	b.logf("starting Vault (%s)", b.vault)
+	if b.e, err = newEnv(ctx, b.dir); err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+
+	b.logf("start → first credential: %d credlet starts, %d Vault Agent starts", b.o.startRuns, max(3, b.o.startRuns/2))
+	if b.start, err = measureStart(b.e, b.o.agentBin, b.vault, b.o.startRuns); err != nil {
+		b.errs["start"] = err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	b.logf("starting the long-lived agents")
+	if err := b.startAgents(); err != nil {
+		return err
+	}
+	b.measureIdle()
+
+	b.logf("counting Vault requests for %s; admission benchmark alongside", b.o.window)
+	b.loadFrom = time.Now()
+	admDone := make(chan struct{})
+	go func() {
+		defer close(admDone)
+		b.benchAdmission(ctx)
+	}()
+	select {
+	case <-time.After(b.o.window):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	b.loadTo = time.Now()
+	<-admDone
+
+	b.logf("rotation propagation: %d rotations", b.o.rotations)
+	if b.prop, err = runRotations(ctx, b.e, b.credlet, b.vaultAgent, b.o.rotations); err != nil {
+		b.errs["propagation"] = err
+	}
+	b.analyseAudit()
+	if err := b.e.vault.DisableFileAudit(b.e.auditPath); err != nil {
+		return err
+	}
+
+	b.logf("read latency: %d reads per target at %d clients", b.o.reads, b.o.clients)
+	b.benchReads(ctx)
+	b.measureAfter()
+	for _, a := range []*agentProc{b.credlet, b.credletDefault, b.vaultAgent} {
+		if a.exited() {
+			b.errs["agents"] = errors.Join(b.errs["agents"], fmt.Errorf("%s exited during the run: %v: %s", a.name, a.err, a.logTail(400)))
+		}
+	}
+	b.runEndedAt = time.Now()
+	return nil
+}
+
+func (b *bench) startAgents() error {
+	var err error
+	if b.credlet, err = b.e.startCredlet(b.o.agentBin, roleCredlet, time.Second, false); err != nil {
+		return err
+	}
+	b.track(b.credlet)
+	if b.credletDefault, err = b.e.startCredlet(b.o.agentBin, roleCredletDefault, 0, false); err != nil {
+		return err
+	}
+	b.track(b.credletDefault)
+	if b.credletLockAll, err = b.e.startCredlet(b.o.agentBin, roleCredletLockAll, time.Second, true); err != nil {
+		return err
+	}
+	b.track(b.credletLockAll)
+	if b.vaultAgent, err = b.e.startVaultAgent(b.vault, roleVaultAgent, time.Second); err != nil {
+		return err
+	}
+	b.track(b.vaultAgent)
+	for _, a := range []*agentProc{b.credlet, b.credletDefault, b.credletLockAll, b.vaultAgent} {
+		if err := a.waitReady(b.e.sets, 60*time.Second); err != nil {
+			return err
+		}
+	}
+	b.readyAt = time.Now()
+	return nil
+}
+
+// measureIdle takes RSS, then scans memory, 6 s after the agents started
+// (the point DESIGN.md's Vault Agent count was taken at).
+func (b *bench) measureIdle() {
+	time.Sleep(time.Until(b.vaultAgent.started.Add(6 * time.Second)))
+	b.idle, b.idleScan = b.memory()
+	m, err := readMem(b.credletLockAll.pid())
+	if err != nil {
+		b.errs["memory"] = errors.Join(b.errs["memory"], err)
+	}
+	b.lockAllIdle = m
+	// It has served its purpose; the rest of the run has one credlet at 1 s.
+	_ = b.credletLockAll.stop(5 * time.Second)
+}
+
+func (b *bench) measureAfter() {
+	b.after, b.afterScan = b.memory()
+}
+
+func (b *bench) memory() (map[string]memInfo, map[string]memScan) {
+	mem, scans := map[string]memInfo{}, map[string]memScan{}
+	agents := map[string]*agentProc{"credlet": b.credlet, "vault-agent": b.vaultAgent}
+	for k, a := range agents {
+		m, err := readMem(a.pid())
+		if err != nil {
+			b.errs["memory"] = errors.Join(b.errs["memory"], err)
+			continue
+		}
+		mem[k] = m
+	}
+	needles := b.e.allValues()
+	for k, a := range agents {
+		s, err := scanMemory(a.pid(), needles, []string{a.files})
+		if err != nil {
+			b.errs["copies"] = errors.Join(b.errs["copies"], fmt.Errorf("%s: %w", k, err))
+			continue
+		}
+		scans[k] = s
+	}
+	return mem, scans
+}
+
+func (b *bench) benchAdmission(ctx context.Context) {
+	b.admission = map[string]admissionBench{}
+	ca, err := newCA()
+	if err != nil {
+		b.errs["admission"] = err
+		return
+	}
+	review := admissionReview()
+	type target struct {
+		key, bin string
+		start    func(bin, dir string, ca *testCA, vaultAddr string) (*injector, error)
+	}
+	for _, t := range []target{
+		{"credlet-injector", b.o.injectorBin, startCredletInjector},
+		{"vault-k8s", b.o.vaultK8sBin, startVaultK8s},
+	} {
+		if _, err := os.Stat(t.bin); err != nil {
+			b.errs["admission "+t.key] = fmt.Errorf("%s: %w", t.bin, err)
+			continue
+		}
+		dir, err := os.MkdirTemp(b.dir, "i")
+		if err != nil {
+			b.errs["admission "+t.key] = err
+			continue
+		}
+		inj, err := t.start(t.bin, dir, ca, b.e.vault.Addr)
+		if err != nil {
+			b.errs["admission "+t.key] = err
+			continue
+		}
+		res, err := benchInjector(ctx, inj, t.bin, ca, review, b.o.clients, b.o.admissions)
+		_ = inj.stop(5 * time.Second)
+		if err != nil {
+			b.errs["admission "+t.key] = err
+			continue
+		}
+		b.admission[t.key] = res
+	}
+}
+
+func (b *bench) benchReads(ctx context.Context) {
+	b.reads = map[string]loadResult{}
+	_, value := b.e.current()
+	set := b.e.sets[0]
+	specs := []loadSpec{
+		{name: "credlet", dial: unixDialer(b.credlet.socket), request: getRequest("/v1/credentials/" + set.name)},
+		{name: "vault-agent", dial: tcpDialer(b.vaultAgent.listen), request: getRequest("/v1/" + set.dataPath())},
+		{name: "direct", dial: tcpDialer(b.e.vault.HostPort()), request: getRequest("/v1/"+set.dataPath(), "X-Vault-Token: "+b.e.vault.RootToken)},
+	}
+	for _, s := range specs {
+		s.clients, s.warmup, s.total, s.maxTime = b.o.clients, 250, b.o.reads, 150*time.Second
+		s.check = statusIs(200, value)
+		r := runLoad(ctx, s)
+		b.reads[s.name] = r
+		b.logf("  %s: %d reads at %d clients, p50 %s, p99 %s, %s, %d errors", s.name, len(r.lat), s.clients,
+			fmtDur(r.p(0.5)), fmtDur(r.p(0.99)), fmtRate(r.perSecond()), r.errors)
+	}
+	b.reads1 = map[string]loadResult{}
+	for _, s := range specs {
+		s.clients, s.warmup, s.total, s.maxTime = 1, 500, max(1000, b.o.reads/10), 30*time.Second
+		s.check = statusIs(200, value)
+		r := runLoad(ctx, s)
+		b.reads1[s.name] = r
+		b.logf("  %s: %d reads at 1 client, p50 %s, p99 %s, %d errors", s.name, len(r.lat),
+			fmtDur(r.p(0.5)), fmtDur(r.p(0.99)), r.errors)
+	}
+}

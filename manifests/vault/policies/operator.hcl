@@ -1,0 +1,23 @@
+# credlet-operator: what `credlet-agent creds` needs to manage partners'
+# credentials: write new versions (check-and-set), read them back to merge a
+# rotation, soft-delete (revoke), list, and encrypt with Transit. It cannot
+# decrypt: an operator writes ciphertext, only agents read plaintext.
+path "@KV_MOUNT@/data/partners/*" {
+  capabilities = ["create", "update", "read"]
+}
+path "@KV_MOUNT@/metadata/partners/*" {
+  capabilities = ["read", "list"]
+}
+path "@KV_MOUNT@/delete/partners/*" {
+  capabilities = ["update"]
+}
+path "@KV_MOUNT@/undelete/partners/*" {
+  capabilities = ["update"]
+}
+path "@TRANSIT_MOUNT@/encrypt/@TRANSIT_KEY@" {
+  capabilities = ["update"]
+}
+# Lets `creds` check that the key exists and is derived before encrypting.
+path "@TRANSIT_MOUNT@/keys/@TRANSIT_KEY@" {
+  capabilities = ["read"]
+}

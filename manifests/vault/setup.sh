@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Sets Vault up for credlet. Safe to run again (it converges).
+#
+#   VAULT_ADDR=https://vault.example:8200 VAULT_TOKEN=<admin token> \
+#   PARTNERS="acme beta" K8S_HOST=https://<apiserver>:6443 \
+#   K8S_CA_CERT=ca.crt TOKEN_REVIEWER_JWT=reviewer.jwt \
+#   APPROLE_BOTS="acme" ./manifests/vault/setup.sh
+#
+# What it does:
+#   - KV v2 at $KV_MOUNT (secret), Transit at $TRANSIT_MOUNT (transit) with
+#     the derived key $TRANSIT_KEY (credlet-partners);
+#   - Kubernetes auth at $K8S_AUTH_MOUNT (kubernetes), pointed at the
+#     cluster, and the role $ROLE (credlet-partner) for the partners'
+#     namespaces, requiring audience "vault" (the injector projects such a
+#     token); its policy is templated on the login's namespace, so a pod in
+#     namespace N reads only $KV_MOUNT/partners/N/;
+#   - the policy credlet-operator, for `credlet-agent creds`;
+#   - for each partner in APPROLE_BOTS, an AppRole credlet-bot-<partner> for
+#     bots outside Kubernetes, reading only that partner's prefix.
+#
+# Inputs (environment):
+#   VAULT_ADDR, VAULT_TOKEN   required; the token needs to manage mounts, auth and policies
+#   PARTNERS                  required; space-separated partner names = their namespaces
+#   K8S_HOST                  the apiserver URL as Vault reaches it (required unless SKIP_K8S=1)
+#   K8S_CA_CERT               file: the apiserver's CA (optional for a publicly trusted apiserver)
+#   TOKEN_REVIEWER_JWT        file: token of a reviewer bound to system:auth-delegator
+#                             (token-reviewer.yaml); omit when Vault runs in the cluster
+#   APPROLE_BOTS              optional; partners that get an AppRole
+#   KV_MOUNT TRANSIT_MOUNT TRANSIT_KEY K8S_AUTH_MOUNT APPROLE_MOUNT ROLE TOKEN_TTL TOKEN_MAX_TTL
+#   VAULT                     the vault CLI (default: vault on PATH)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+VAULT=${VAULT:-vault}
+KV_MOUNT=${KV_MOUNT:-secret}
+TRANSIT_MOUNT=${TRANSIT_MOUNT:-transit}
+TRANSIT_KEY=${TRANSIT_KEY:-credlet-partners}
+K8S_AUTH_MOUNT=${K8S_AUTH_MOUNT:-kubernetes}
+APPROLE_MOUNT=${APPROLE_MOUNT:-approle}
+ROLE=${ROLE:-credlet-partner}
+TOKEN_TTL=${TOKEN_TTL:-1h}
+TOKEN_MAX_TTL=${TOKEN_MAX_TTL:-24h}
+APPROLE_BOTS=${APPROLE_BOTS:-}
+SKIP_K8S=${SKIP_K8S:-0}
+
+say() { printf '>> %s\n' "$*"; }
+die() { printf 'setup.sh: %s\n' "$*" >&2; exit 1; }
+
+: "${VAULT_ADDR:?setup.sh: set VAULT_ADDR}"
+: "${PARTNERS:?setup.sh: set PARTNERS to the partner names (= their namespaces), e.g. PARTNERS=\"acme beta\"}"
+command -v "$VAULT" >/dev/null || die "no vault CLI ($VAULT); install it or set VAULT=/path/to/vault"
+for p in $PARTNERS $APPROLE_BOTS; do
+	[[ $p =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]] || die "partner \"$p\": allowed a namespace name (lower-case letters, digits, '-')"
+done
+for p in $APPROLE_BOTS; do
+	[[ " $PARTNERS " == *" $p "* ]] || die "APPROLE_BOTS names \"$p\", which is not in PARTNERS"
+done
+"$VAULT" token lookup >/dev/null 2>&1 || die "cannot use VAULT_TOKEN against $VAULT_ADDR (vault token lookup failed)"
+
+# render FILE [PARTNER]: a policy with its placeholders filled in.
+render() {
+	sed -e "s|@KV_MOUNT@|$KV_MOUNT|g" -e "s|@TRANSIT_MOUNT@|$TRANSIT_MOUNT|g" -e "s|@TRANSIT_KEY@|$TRANSIT_KEY|g" \
+		-e "s|@K8S_ACCESSOR@|${accessor:-}|g" -e "s|@PARTNER@|${2:-}|g" "$here/policies/$1.hcl"
+}
+
+mounted() { "$VAULT" read -field=type "sys/mounts/$1" >/dev/null 2>&1; }
+auth_enabled() { "$VAULT" read -field=type "sys/auth/$1" >/dev/null 2>&1; }
+
+# 1. KV v2 and Transit.
+if mounted "$KV_MOUNT"; then
+	"$VAULT" read -field=options "sys/mounts/$KV_MOUNT" | grep -q 'version:2' ||
+		die "$KV_MOUNT/ is KV version 1; credlet needs KV v2 (vault kv enable-versioning $KV_MOUNT/)"
+	say "KV v2 already at $KV_MOUNT/"
+else
+	"$VAULT" secrets enable -path="$KV_MOUNT" kv-v2 >/dev/null
+	say "enabled KV v2 at $KV_MOUNT/"
+fi
+if mounted "$TRANSIT_MOUNT"; then
+	say "Transit already at $TRANSIT_MOUNT/"
+else
+	"$VAULT" secrets enable -path="$TRANSIT_MOUNT" transit >/dev/null
+	say "enabled Transit at $TRANSIT_MOUNT/"
+fi
+if derived=$("$VAULT" read -field=derived "$TRANSIT_MOUNT/keys/$TRANSIT_KEY" 2>/dev/null); then
+	[[ $derived == true ]] || die "Transit key $TRANSIT_KEY exists but is not derived; pick another TRANSIT_KEY"
+	say "Transit key $TRANSIT_KEY (derived) already there"
+else
+	"$VAULT" write -f "$TRANSIT_MOUNT/keys/$TRANSIT_KEY" derived=true >/dev/null
+	say "created Transit key $TRANSIT_KEY with derived keys (context = partner)"
+fi
+
+# 2. Kubernetes auth and the partners' role.
+if [[ $SKIP_K8S != 1 ]]; then
+	: "${K8S_HOST:?setup.sh: set K8S_HOST to the apiserver URL as Vault reaches it (or SKIP_K8S=1)}"
+	auth_enabled "$K8S_AUTH_MOUNT" || { "$VAULT" auth enable -path="$K8S_AUTH_MOUNT" kubernetes >/dev/null && say "enabled Kubernetes auth at $K8S_AUTH_MOUNT/"; }
+	cfg=(kubernetes_host="$K8S_HOST")
+	if [[ -n ${K8S_CA_CERT:-} ]]; then
+		[[ -r $K8S_CA_CERT ]] || die "K8S_CA_CERT $K8S_CA_CERT is not readable"
+		cfg+=(kubernetes_ca_cert=@"$K8S_CA_CERT")
+	fi
+	if [[ -n ${TOKEN_REVIEWER_JWT:-} ]]; then
+		[[ -r $TOKEN_REVIEWER_JWT ]] || die "TOKEN_REVIEWER_JWT $TOKEN_REVIEWER_JWT is not readable"
+		cfg+=(token_reviewer_jwt=@"$TOKEN_REVIEWER_JWT" disable_local_ca_jwt=true)
+	fi
+	"$VAULT" write "auth/$K8S_AUTH_MOUNT/config" "${cfg[@]}" >/dev/null
+	say "pointed $K8S_AUTH_MOUNT/ at $K8S_HOST"
+	accessor=$("$VAULT" read -field=accessor "sys/auth/$K8S_AUTH_MOUNT")
+	render partner | "$VAULT" policy write credlet-partner - >/dev/null
+	say "wrote policy credlet-partner (templated on the login's namespace; accessor $accessor)"
+	"$VAULT" write "auth/$K8S_AUTH_MOUNT/role/$ROLE" \
+		bound_service_account_names='*' \
+		bound_service_account_namespaces="$(tr -s ' ' ',' <<<"$PARTNERS" | sed 's/^,//; s/,$//')" \
+		audience=vault token_policies=credlet-partner \
+		token_ttl="$TOKEN_TTL" token_max_ttl="$TOKEN_MAX_TTL" >/dev/null
+	say "wrote role $ROLE for namespaces: $PARTNERS (annotate pods with credlet.io/role: $ROLE)"
+fi
+
+# 3. The operators' policy.
+render operator | "$VAULT" policy write credlet-operator - >/dev/null
+say "wrote policy credlet-operator (for credlet-agent creds; create a token with: vault token create -policy=credlet-operator)"
+
+# 4. AppRoles for bots outside Kubernetes.
+if [[ -n $APPROLE_BOTS ]]; then
+	auth_enabled "$APPROLE_MOUNT" || { "$VAULT" auth enable -path="$APPROLE_MOUNT" approle >/dev/null && say "enabled AppRole at $APPROLE_MOUNT/"; }
+	for p in $APPROLE_BOTS; do
+		render approle-partner "$p" | "$VAULT" policy write "credlet-bot-$p" - >/dev/null
+		"$VAULT" write "auth/$APPROLE_MOUNT/role/credlet-bot-$p" token_policies="credlet-bot-$p" \
+			token_ttl="$TOKEN_TTL" token_max_ttl="$TOKEN_MAX_TTL" secret_id_ttl=720h secret_id_num_uses=0 >/dev/null
+		say "wrote AppRole credlet-bot-$p (reads $KV_MOUNT/partners/$p/ only); role_id: vault read -field=role_id auth/$APPROLE_MOUNT/role/credlet-bot-$p/role-id"
+		say "  give the bot a response-wrapped secret_id: vault write -wrap-ttl=10m -f auth/$APPROLE_MOUNT/role/credlet-bot-$p/secret-id"
+	done
+fi
+say "done"

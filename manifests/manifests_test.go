@@ -400,4 +400,3 @@ func TestExampleDeploymentsShape(t *testing.T) {
 		}
 	}
 }
-

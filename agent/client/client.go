@@ -155,19 +155,27 @@ func fromWire(w wireCredential) *Credential {
 }
 
 // retry runs get until it succeeds, fails for good, runs out of attempts or
-// ctx ends.
+// ctx ends. When ctx ends during a retry, the error wraps both ctx's error
+// and the last answer (errors.Is matches ErrNotReady and
+// context.DeadlineExceeded).
 func (c *Client) retry(ctx context.Context, path string, out any) (int, error) {
-	var err error
+	var last error
 	for attempt := 1; ; attempt++ {
-		var status int
 		rctx, cancel := context.WithTimeout(ctx, c.timeout)
-		status, err = c.get(rctx, path, out)
+		status, err := c.get(rctx, path, out)
 		cancel()
-		if err == nil || !transient(err) || attempt >= c.attempts || ctx.Err() != nil {
+		if err == nil || !transient(err) || attempt >= c.attempts {
 			return status, err
 		}
-		if serr := c.sleep(ctx, attempt); serr != nil {
+		if ctx.Err() != nil {
+			if last != nil {
+				return status, fmt.Errorf("%w; last answer: %w", ctx.Err(), last)
+			}
 			return status, err
+		}
+		last = err
+		if c.sleep(ctx, attempt) != nil {
+			return status, fmt.Errorf("%w; last answer: %w", ctx.Err(), last)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -166,7 +167,7 @@ func (c *conn) watch(ctx context.Context, req *httpRequest) (context.Context, fu
 }
 
 func isLongPoll(req *httpRequest) bool {
-	return len(req.rawQuery) > 0 && req.method == http.MethodGet
+	return req.method == http.MethodGet && strings.Contains(req.rawQuery, "wait=")
 }
 
 // write sends the answer in one writev: the head from ordinary memory, the

@@ -121,13 +121,16 @@ func (s *Server) Run(ctx context.Context) error {
 		conns = map[*conn]struct{}{}
 		wg    sync.WaitGroup
 	)
+	// Connections end with ctx, or when accepting fails for good.
+	cctx, stopConns := context.WithCancel(ctx)
+	defer stopConns()
 	acceptErr := make(chan error, 1)
 	go func() {
 		var delay time.Duration
 		for {
 			nc, err := ln.Accept()
 			if err != nil {
-				if ctx.Err() != nil {
+				if cctx.Err() != nil {
 					acceptErr <- nil
 					return
 				}
@@ -149,7 +152,7 @@ func (s *Server) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c.serve(ctx)
+				c.serve(cctx)
 				mu.Lock()
 				delete(conns, c)
 				mu.Unlock()
@@ -162,6 +165,7 @@ func (s *Server) Run(ctx context.Context) error {
 		runErr = fmt.Errorf("socket %s: %w", s.path, err)
 	case <-ctx.Done():
 	}
+	stopConns()
 	_ = ln.Close()
 	if runErr == nil {
 		<-acceptErr

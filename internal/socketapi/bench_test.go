@@ -140,7 +140,7 @@ func benchGet(b *testing.B, clients int) {
 }
 
 // BenchmarkLongPollWake: time from Commit to a parked long poll's answer
-// being read by the client. Target: p99 ≤ 5ms.
+// being read by the client (p50-µs, p99-µs). Target: p99 ≤ 5ms.
 func BenchmarkLongPollWake(b *testing.B) {
 	e := startEnv(b, nil)
 	commitV(b, e.st, "acme", 1)
@@ -164,9 +164,10 @@ func BenchmarkLongPollWake(b *testing.B) {
 			st, err := c.do(req)
 			done <- res{time.Now(), st, err}
 		}()
-		b.StopTimer()
-		time.Sleep(2 * time.Millisecond) // let the poll park in the store
-		b.StartTimer()
+		// Let the poll park in the store. The timer keeps running, so
+		// ns/op includes this pause and the default -benchtime stays ~1s;
+		// the figures are p50-µs and p99-µs.
+		time.Sleep(2 * time.Millisecond)
 		t := time.Now()
 		commitV(b, e.st, "acme", v+1)
 		r := <-done

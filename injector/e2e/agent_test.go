@@ -145,9 +145,7 @@ path "secret/metadata/partners/e2e/*" { capabilities = ["read"] }
 	if cred.Version != 1 || cred.Fields["api_key"] != "FAKE-e2e-key-v1" || cred.Fields["api_secret"] != "FAKE-e2e-secret-v1" {
 		t.Fatalf("credential %d %v", cred.Version, cred.FieldNames())
 	}
-	if b, err := os.ReadFile(filepath.Join(secretsDir, "exa", "api_key")); err != nil || string(b) != "FAKE-e2e-key-v1" {
-		t.Errorf("file api_key: %q, %v", b, err)
-	}
+	waitFile(t, filepath.Join(secretsDir, "exa", "api_key"), "FAKE-e2e-key-v1")
 
 	// Rotation: a new KV version reaches the socket and the files.
 	if _, err := kv.Put(ctx, "partners/e2e/exa", map[string]any{"api_key": "FAKE-e2e-key-v2", "api_secret": "FAKE-e2e-secret-v2"}); err != nil {
@@ -167,8 +165,24 @@ path "secret/metadata/partners/e2e/*" { capabilities = ["read"] }
 	if cred.Fields["api_key"] != "FAKE-e2e-key-v2" {
 		t.Errorf("rotated api_key wrong")
 	}
-	if b, err := os.ReadFile(filepath.Join(secretsDir, "exa", "api_key")); err != nil || string(b) != "FAKE-e2e-key-v2" {
-		t.Errorf("rotated file api_key: %q, %v", b, err)
+	waitFile(t, filepath.Join(secretsDir, "exa", "api_key"), "FAKE-e2e-key-v2")
+}
+
+// waitFile waits for the file sink, which publishes after the socket's
+// store, to hold want.
+func waitFile(t *testing.T, path, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil && string(b) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("file %s: %d bytes, %v; want the expected value", path, len(b), err)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -174,10 +174,10 @@ func TestHandleNonPods(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req := podRequest("partner-acme", raw)
-			tt.edit(&req.AdmissionRequest)
-			resp := h.Handle(context.Background(), req)
-			if resp.Allowed != tt.allowed || len(resp.Patches) != 0 {
-				t.Fatalf("allowed=%v patches=%d, want allowed=%v and no patch", resp.Allowed, len(resp.Patches), tt.allowed)
+			tt.edit(req)
+			resp := h.Admit(context.Background(), req)
+			if resp.Allowed != tt.allowed || len(resp.Patch) != 0 {
+				t.Fatalf("allowed=%v patch=%s, want allowed=%v and no patch", resp.Allowed, resp.Patch, tt.allowed)
 			}
 			code := int32(http.StatusOK)
 			if resp.Result != nil && resp.Result.Code != 0 {
@@ -197,7 +197,7 @@ func TestPatchKeepsUnknownFields(t *testing.T) {
 	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"bot","labels":{"credlet.io/inject":"true"},
 	"annotations":{"credlet.io/role":"acme-bot","credlet.io/credential.exa":"secret/partners/acme/exa"}},
 	"spec":{"futureField":{"x":1},"securityContext":{"runAsUser":1000},"containers":[{"name":"bot","image":"b","resources":{}}]}}`)
-	resp := h.Handle(context.Background(), podRequest("partner-acme", raw))
+	resp := h.Admit(context.Background(), podRequest("partner-acme", raw))
 	out := applyResponse(t, raw, resp)
 	if !strings.Contains(string(out), `"futureField":{"x":1}`) {
 		t.Errorf("unknown field dropped: %s", out)

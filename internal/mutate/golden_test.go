@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
 	"github.com/credlet/credlet/internal/injectorconfig"
@@ -39,32 +38,31 @@ func testHandler(t testing.TB) *Handler {
 }
 
 // podRequest wraps a pod's JSON as the apiserver would send it.
-func podRequest(namespace string, raw []byte) admission.Request {
-	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+func podRequest(namespace string, raw []byte) *admissionv1.AdmissionRequest {
+	return &admissionv1.AdmissionRequest{
 		UID:       types.UID("0b5e1e8c-0000-4000-8000-00000000fake"),
 		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
 		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
 		Namespace: namespace,
 		Operation: admissionv1.Create,
 		Object:    runtime.RawExtension{Raw: raw},
-	}}
+	}
 }
 
 // applyResponse applies the response's patch to the original JSON, as the
 // apiserver does.
-func applyResponse(t *testing.T, original []byte, resp admission.Response) []byte {
+func applyResponse(t *testing.T, original []byte, resp *admissionv1.AdmissionResponse) []byte {
 	t.Helper()
 	if !resp.Allowed {
 		t.Fatalf("denied: %v", resp.Result)
 	}
-	if len(resp.Patches) == 0 {
+	if len(resp.Patch) == 0 {
 		return original
 	}
-	ops, err := json.Marshal(resp.Patches)
-	if err != nil {
-		t.Fatal(err)
+	if resp.PatchType == nil || *resp.PatchType != admissionv1.PatchTypeJSONPatch {
+		t.Fatalf("patch type %v", resp.PatchType)
 	}
-	patch, err := jsonpatch.DecodePatch(ops)
+	patch, err := jsonpatch.DecodePatch(resp.Patch)
 	if err != nil {
 		t.Fatalf("decode patch: %v", err)
 	}
@@ -96,9 +94,9 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp := h.Handle(context.Background(), podRequest(tt.namespace, original))
-			if len(resp.Patches) == 0 {
-				t.Fatalf("no patch: %+v", resp.AdmissionResponse)
+			resp := h.Admit(context.Background(), podRequest(tt.namespace, original))
+			if len(resp.Patch) == 0 {
+				t.Fatalf("no patch: %+v", resp)
 			}
 			patched := applyResponse(t, original, resp)
 			got, err := yaml.JSONToYAML(patched)
@@ -124,9 +122,9 @@ func TestGolden(t *testing.T) {
 			if err := json.Unmarshal(patched, &pod); err != nil {
 				t.Fatalf("patched pod does not decode: %v", err)
 			}
-			again := h.Handle(context.Background(), podRequest(tt.namespace, patched))
-			if !again.Allowed || len(again.Patches) != 0 {
-				t.Errorf("second admission: allowed=%v patches=%v", again.Allowed, again.Patches)
+			again := h.Admit(context.Background(), podRequest(tt.namespace, patched))
+			if !again.Allowed || len(again.Patch) != 0 {
+				t.Errorf("second admission: allowed=%v patch=%s", again.Allowed, again.Patch)
 			}
 		})
 	}

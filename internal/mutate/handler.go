@@ -8,98 +8,91 @@ import (
 	"log/slog"
 	"net/http"
 
-	jsonpatch "github.com/evanphx/json-patch/v5"
+	jsonpatchapply "github.com/evanphx/json-patch/v5"
+	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	kjson "sigs.k8s.io/json"
 
 	"github.com/credlet/credlet/internal/annotation"
 	"github.com/credlet/credlet/internal/injectorconfig"
 )
 
-// Handler is the admission.Handler for pods. It never returns an error: a
-// pod is patched, allowed unchanged, denied (a message for its author) or
+// Handler answers admission requests for pods. It never returns an error:
+// a pod is patched, allowed unchanged, denied (a message for its author) or
 // errored (the injector's fault).
 type Handler struct {
 	Config *injectorconfig.Config
 	Log    *slog.Logger
 }
 
-// Handle answers one AdmissionRequest.
-func (h *Handler) Handle(_ context.Context, req admission.Request) admission.Response {
+// Admit answers one AdmissionRequest.
+func (h *Handler) Admit(_ context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	if req.Kind.Kind != "Pod" || req.Resource.Resource != "pods" || req.SubResource != "" || req.Operation != admissionv1.Create {
-		return admission.Allowed("not a pod creation")
+		return allowed("not a pod creation")
 	}
 	if len(req.Object.Raw) == 0 {
-		return admission.Errored(http.StatusBadRequest, errors.New("admission request carries no object"))
+		return Errored(http.StatusBadRequest, errors.New("admission request carries no object"))
 	}
 	var pod corev1.Pod
 	unknown, err := kjson.UnmarshalStrict(req.Object.Raw, &pod, kjson.DisallowUnknownFields)
 	if err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
+		return Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
 	}
-	log := h.Log.With("namespace", req.Namespace, "pod", podName(&pod), "request_uid", string(req.UID))
 	mutated, err := Mutate(&pod, req.Namespace, h.Config)
 	switch {
 	case errors.Is(err, ErrDenied) || errors.Is(err, annotation.ErrInvalid):
-		log.Info("pod denied", "reason", err.Error())
-		return admission.Denied(err.Error())
+		h.Log.Info("pod denied", "namespace", req.Namespace, "pod", podName(&pod), "request_uid", string(req.UID), "reason", err.Error())
+		return denied(err.Error())
 	case err != nil:
-		log.Error("pod not mutated", "error", err)
-		return admission.Errored(http.StatusInternalServerError, err)
+		h.Log.Error("pod not mutated", "namespace", req.Namespace, "pod", podName(&pod), "request_uid", string(req.UID), "error", err)
+		return Errored(http.StatusInternalServerError, err)
 	case mutated == nil:
-		return admission.Allowed("nothing to inject")
+		return allowed("nothing to inject")
 	}
-	resp, err := patch(req.Object.Raw, &pod, mutated, len(unknown) > 0)
+	p, err := patch(req.Object.Raw, &pod, mutated, len(unknown) > 0)
 	if err != nil {
-		log.Error("pod not mutated", "error", err, "unknown_fields", fmt.Sprint(unknown))
-		return admission.Errored(http.StatusInternalServerError, err)
+		h.Log.Error("pod not mutated", "namespace", req.Namespace, "pod", podName(&pod), "request_uid", string(req.UID),
+			"error", err, "unknown_fields", fmt.Sprint(unknown))
+		return Errored(http.StatusInternalServerError, err)
 	}
-	log.Info("pod injected", "patch_ops", len(resp.Patches))
-	return resp
+	h.Log.Debug("pod injected", "namespace", req.Namespace, "pod", podName(&pod), "request_uid", string(req.UID))
+	return patched(p)
 }
 
-// patch diffs the original and mutated pods. Normally the original is the
-// raw object, so every path exists in what the apiserver patches. When the
-// pod carries fields these Go types don't know (a newer apiserver), a diff
-// against the raw object would remove them; the diff is then taken from the
-// typed round trip, and must apply to the raw object cleanly.
-func patch(raw []byte, pod, mutated *corev1.Pod, hasUnknown bool) (admission.Response, error) {
+// patch diffs the original and mutated pods with a JSON-patch library: no
+// path is written by hand. Normally the original is the raw object, so every
+// path exists in what the apiserver patches. When the pod carries fields
+// these Go types don't know (a newer apiserver), a diff against the raw
+// object would remove them; the diff is then taken from the typed round
+// trip, and must apply to the raw object cleanly.
+func patch(raw []byte, pod, mutated *corev1.Pod, hasUnknown bool) ([]byte, error) {
 	current, err := json.Marshal(mutated)
 	if err != nil {
-		return admission.Response{}, fmt.Errorf("encode mutated pod: %w", err)
+		return nil, fmt.Errorf("encode mutated pod: %w", err)
 	}
-	if !hasUnknown {
-		return checkPatch(admission.PatchResponseFromRaw(raw, current))
+	original := raw
+	if hasUnknown {
+		if original, err = json.Marshal(pod); err != nil {
+			return nil, fmt.Errorf("encode pod: %w", err)
+		}
 	}
-	original, err := json.Marshal(pod)
+	ops, err := jsonpatch.CreatePatch(original, current)
 	if err != nil {
-		return admission.Response{}, fmt.Errorf("encode pod: %w", err)
+		return nil, fmt.Errorf("diff pods: %w", err)
 	}
-	resp, err := checkPatch(admission.PatchResponseFromRaw(original, current))
-	if err != nil {
-		return resp, err
+	out, err := encodePatch(ops)
+	if err != nil || !hasUnknown {
+		return out, err
 	}
-	ops, err := json.Marshal(resp.Patches)
-	if err != nil {
-		return admission.Response{}, fmt.Errorf("encode patch: %w", err)
-	}
-	p, err := jsonpatch.DecodePatch(ops)
+	p, err := jsonpatchapply.DecodePatch(out)
 	if err == nil {
 		_, err = p.Apply(raw)
 	}
 	if err != nil {
-		return admission.Response{}, fmt.Errorf("the pod has fields this injector's API version does not know, and the patch would not keep them (upgrade credlet-injector): %w", err)
+		return nil, fmt.Errorf("the pod has fields this injector's API version does not know, and the patch would not keep them (upgrade credlet-injector): %w", err)
 	}
-	return resp, nil
-}
-
-func checkPatch(resp admission.Response) (admission.Response, error) {
-	if !resp.Allowed {
-		return resp, fmt.Errorf("diff pods: %s", resp.Result.Message)
-	}
-	return resp, nil
+	return out, nil
 }
 
 func podName(pod *corev1.Pod) string {

@@ -13,8 +13,23 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
+
+// Admitter answers one admission request. It never fails: it returns a
+// response that allows, patches, denies or reports an error. The edge
+// fills in the UID.
+type Admitter interface {
+	Admit(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse
+}
+
+// AdmitFunc is an Admitter.
+type AdmitFunc func(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse
+
+// Admit calls f.
+func (f AdmitFunc) Admit(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	return f(ctx, req)
+}
 
 // MaxBodyBytes caps an AdmissionReview: a pod is at most about 1.5 MB in
 // etcd, and a CREATE review carries one object.
@@ -23,10 +38,10 @@ const MaxBodyBytes = 4 << 20
 var reviewKind = admissionv1.SchemeGroupVersion.WithKind("AdmissionReview")
 
 // Edge is the /mutate endpoint: it decodes an AdmissionReview v1, calls the
-// admission.Handler and writes its response. Every answer that can carry the
+// Admitter and writes its response. Every answer that can carry the
 // request's UID does, a panic included.
 type Edge struct {
-	Handler admission.Handler
+	Handler Admitter
 	Log     *slog.Logger
 	Metrics *Metrics
 	// MaxBody overrides MaxBodyBytes.
@@ -72,49 +87,48 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err == nil {
 			err = errors.New("no request")
 		}
-		e.write(w, admission.Errored(http.StatusBadRequest, fmt.Errorf("decode AdmissionReview: %w", err)))
+		e.write(w, errored(http.StatusBadRequest, fmt.Errorf("decode AdmissionReview: %w", err)))
 		return
 	}
+	req := review.Request
 	if gvk := review.GroupVersionKind(); gvk != reviewKind {
-		resp := admission.Errored(http.StatusBadRequest, fmt.Errorf("want %s, got %s", reviewKind, gvk))
-		resp.UID = review.Request.UID
+		resp := errored(http.StatusBadRequest, fmt.Errorf("want %s, got %s", reviewKind, gvk))
+		resp.UID = req.UID
 		e.write(w, resp)
 		return
 	}
-	req := admission.Request{AdmissionRequest: *review.Request}
 	resp := e.handle(r.Context(), req)
-	if len(resp.Patches) > 0 {
-		var err error
-		if resp.Patch, err = encodePatch(resp.Patches); err != nil {
-			resp = admission.Errored(http.StatusInternalServerError, err)
-		}
-		if resp.Allowed {
-			pt := admissionv1.PatchTypeJSONPatch
-			resp.PatchType = &pt
-		}
-		resp.Patches = nil // Complete would encode them again
+	resp.UID = req.UID
+	if resp.Result == nil {
+		resp.Result = &metav1.Status{}
 	}
-	if err := resp.Complete(req); err != nil {
-		resp = admission.Errored(http.StatusInternalServerError, fmt.Errorf("encode patch: %w", err))
-		resp.UID = req.UID
+	if resp.Result.Code == 0 {
+		resp.Result.Code = http.StatusOK
 	}
 	result = classify(resp)
 	e.write(w, resp)
 }
 
+func errored(code int32, err error) *admissionv1.AdmissionResponse {
+	return &admissionv1.AdmissionResponse{Result: &metav1.Status{Status: metav1.StatusFailure, Code: code, Message: err.Error()}}
+}
+
 // handle calls the handler, turning a panic into an error response.
-func (e *Edge) handle(ctx context.Context, req admission.Request) (resp admission.Response) {
+func (e *Edge) handle(ctx context.Context, req *admissionv1.AdmissionRequest) (resp *admissionv1.AdmissionResponse) {
 	defer func() {
 		if p := recover(); p != nil {
 			e.Log.Error("panic in admission handler", "request_uid", string(req.UID), "namespace", req.Namespace,
 				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			resp = admission.Errored(http.StatusInternalServerError, errors.New("credlet-injector failed on this pod (internal error; see its log)"))
+			resp = errored(http.StatusInternalServerError, errors.New("credlet-injector failed on this pod (internal error; see its log)"))
 		}
 	}()
-	return e.Handler.Handle(ctx, req)
+	if resp = e.Handler.Admit(ctx, req); resp == nil {
+		resp = errored(http.StatusInternalServerError, errors.New("credlet-injector gave no answer (internal error)"))
+	}
+	return resp
 }
 
-func classify(resp admission.Response) string {
+func classify(resp *admissionv1.AdmissionResponse) string {
 	switch {
 	case resp.Allowed && len(resp.Patch) > 0:
 		return ResultInjected
@@ -126,8 +140,8 @@ func classify(resp admission.Response) string {
 	return ResultError
 }
 
-func (e *Edge) write(w http.ResponseWriter, resp admission.Response) {
-	review := admissionv1.AdmissionReview{Response: &resp.AdmissionResponse}
+func (e *Edge) write(w http.ResponseWriter, resp *admissionv1.AdmissionResponse) {
+	review := admissionv1.AdmissionReview{Response: resp}
 	review.SetGroupVersionKind(reviewKind)
 	out, err := json.Marshal(review)
 	if err != nil {

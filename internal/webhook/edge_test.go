@@ -13,10 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
 const testUID = types.UID("7c1d4a52-0000-4000-8000-00000000fake")
@@ -37,12 +36,13 @@ func review(uid types.UID) []byte {
 }
 
 func TestEdge(t *testing.T) {
-	patchOne := admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
-		return admission.Patched("", jsonpatch.NewOperation("add", "/metadata/annotations", map[string]string{"a": "b"}))
+	patchOne := AdmitFunc(func(context.Context, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+		pt := admissionv1.PatchTypeJSONPatch
+		return &admissionv1.AdmissionResponse{Allowed: true, PatchType: &pt, Patch: []byte(`[{"op":"add","path":"/metadata/annotations","value":{"a":"b"}}]`)}
 	})
 	tests := []struct {
 		name        string
-		handler     admission.Handler
+		handler     Admitter
 		method      string
 		contentType string
 		body        []byte
@@ -54,13 +54,13 @@ func TestEdge(t *testing.T) {
 		wantMsg     string
 	}{
 		{name: "injected", handler: patchOne, body: review(testUID), wantHTTP: 200, wantAllowed: true, wantCode: 200, wantUID: true, wantResult: ResultInjected},
-		{name: "allowed", handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
-			return admission.Allowed("")
+		{name: "allowed", handler: AdmitFunc(func(context.Context, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+			return &admissionv1.AdmissionResponse{Allowed: true}
 		}), body: review(testUID), wantHTTP: 200, wantAllowed: true, wantCode: 200, wantUID: true, wantResult: ResultAllowed},
-		{name: "denied", handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
-			return admission.Denied("annotation credlet.io/x: nope")
+		{name: "denied", handler: AdmitFunc(func(context.Context, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+			return &admissionv1.AdmissionResponse{Result: &metav1.Status{Code: 403, Message: "annotation credlet.io/x: nope"}}
 		}), body: review(testUID), wantHTTP: 200, wantCode: 403, wantUID: true, wantResult: ResultDenied, wantMsg: "credlet.io/x"},
-		{name: "panic keeps the UID", handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+		{name: "panic keeps the UID", handler: AdmitFunc(func(context.Context, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 			panic("boom")
 		}), body: review(testUID), wantHTTP: 200, wantCode: 500, wantUID: true, wantResult: ResultError, wantMsg: "internal error"},
 		{name: "GET", handler: patchOne, method: http.MethodGet, wantHTTP: 405, wantResult: ResultError},

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	admissionv1 "k8s.io/api/admission/v1"
 
 	"github.com/credlet/credlet/internal/certwatch"
 	"github.com/credlet/credlet/internal/testcert"
@@ -30,7 +30,7 @@ type testServer struct {
 
 // startServer runs a Server with a certwatch-served certificate on
 // 127.0.0.1:0; the handler answers every review with h.
-func startServer(t testing.TB, h admission.Handler, delay time.Duration) *testServer {
+func startServer(t testing.TB, h Admitter, delay time.Duration) *testServer {
 	t.Helper()
 	ca, err := testcert.NewCA("webhook test CA")
 	if err != nil {
@@ -92,8 +92,10 @@ func (ts *testServer) client(tlsMax uint16) *http.Client {
 	}}
 }
 
-func allowAll() admission.Handler {
-	return admission.HandlerFunc(func(context.Context, admission.Request) admission.Response { return admission.Allowed("") })
+func allowAll() Admitter {
+	return AdmitFunc(func(context.Context, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+		return &admissionv1.AdmissionResponse{Allowed: true}
+	})
 }
 
 func TestServerTLSAndHealth(t *testing.T) {
@@ -159,10 +161,10 @@ func TestServerServesReloadedCertificate(t *testing.T) {
 func TestServerDrains(t *testing.T) {
 	entered := make(chan struct{})
 	release := make(chan struct{})
-	slow := admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+	slow := AdmitFunc(func(context.Context, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 		close(entered)
 		<-release
-		return admission.Allowed("")
+		return &admissionv1.AdmissionResponse{Allowed: true}
 	})
 	ts := startServer(t, slow, 300*time.Millisecond)
 	c := ts.client(0)

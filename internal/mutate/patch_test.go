@@ -1,4 +1,4 @@
-package webhook
+package mutate
 
 import (
 	"encoding/json"

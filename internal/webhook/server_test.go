@@ -246,4 +246,3 @@ func TestMetricsServer(t *testing.T) {
 		}
 	}
 }
-

@@ -154,13 +154,31 @@ func newRig(t *testing.T, spec string, o rigOpts) *rig {
 // fake clock it returns once the first check is done.
 func (r *rig) start() {
 	r.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
 	var created <-chan struct{}
 	if r.fc != nil {
 		created = r.fc.TimerCreated()
 	}
-	for _, run := range []func(context.Context) error{r.tokens.Run, r.src.Run} {
+	r.run(r.tokens.Run, r.src.Run)
+	if created != nil {
+		r.waitTimer(created)
+	}
+}
+
+// startTokens runs only the token manager and waits for a token.
+func (r *rig) startTokens() {
+	r.t.Helper()
+	r.run(r.tokens.Run)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := r.tokens.WaitReady(ctx); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rig) run(runs ...func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, run := range runs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -179,9 +197,6 @@ func (r *rig) start() {
 			r.t.Error("Run did not return after cancel")
 		}
 	})
-	if created != nil {
-		r.waitTimer(created)
-	}
 }
 
 func (r *rig) waitTimer(created <-chan struct{}) {

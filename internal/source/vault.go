@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/hashicorp/vault/api"
 
 	"github.com/credlet/credlet/internal/audit"
@@ -37,11 +38,11 @@ type Vault struct {
 	log  *slog.Logger
 
 	// Owned by the goroutine in Run or Once (never both at once).
-	served   int    // version being served; 0 before the first commit
-	skip     int    // version that failed in a way it would repeat
-	skipErr  string // its message, reported at every check
-	reported int    // deleted version already counted and audited
-	failing  bool   // the last check failed
+	served   int   // version being served; 0 before the first commit
+	skip     int   // version that failed in a way it would repeat
+	skipErr  error // its failure, reported at every check
+	reported int   // deleted version already counted and audited
+	failing  bool  // the last check failed
 }
 
 // NewVault returns the source of cred, committing into st (which must
@@ -75,17 +76,45 @@ func (v *Vault) Run(ctx context.Context) error {
 }
 
 // Once waits for a token, then fetches and commits the current version
-// once (for --once). It returns why it could not.
+// (for --once, a classic init container). Transient failures (network,
+// 5xx, sealed) are retried with backoff until ctx ends; it returns at once
+// when the version cannot be published (invalid, deleted, undecryptable,
+// refused by the verifier, denied by policy).
 func (v *Vault) Once(ctx context.Context) error {
 	if v.o.Tokens != nil {
 		if err := v.o.Tokens.WaitReady(ctx); err != nil {
 			return fmt.Errorf("credential %s: waiting for a Vault token: %w", v.cred.Name, err)
 		}
 	}
-	if err := v.checkOnce(ctx); err != nil {
-		return fmt.Errorf("credential %s: %w", v.cred.Name, err)
+	bo := backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(0), backoff.WithMaxInterval(time.Minute),
+		backoff.WithInitialInterval(time.Second), backoff.WithMultiplier(2), backoff.WithRandomizationFactor(0.2),
+		backoff.WithClockProvider(v.o.Clock))
+	for {
+		err := v.checkOnce(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || !retryable(err) {
+			return fmt.Errorf("credential %s: %w", v.cred.Name, err)
+		}
+		t := v.o.Clock.NewTimer(bo.NextBackOff())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("credential %s: %w (gave up: %w)", v.cred.Name, err, ctx.Err())
+		case <-t.C():
+		}
 	}
-	return nil
+}
+
+// retryable reports whether a failed check may succeed if tried again soon.
+func retryable(err error) bool {
+	for _, final := range []error{ErrInvalid, ErrDeleted, ErrVerify, errDecrypt, errNotFound} {
+		if errors.Is(err, final) {
+			return false
+		}
+	}
+	return !vault.IsPermanent(err)
 }
 
 // interval is Refresh ± Jitter.
@@ -128,8 +157,8 @@ func (v *Vault) check(ctx context.Context) error {
 			v.st.MarkChecked(v.cred.Name, v.o.Clock.Now())
 			return nil
 		case cur == v.skip:
-			v.st.MarkError(v.cred.Name, v.skipErr)
-			return errors.New(v.skipErr)
+			v.st.MarkError(v.cred.Name, v.skipErr.Error())
+			return v.skipErr
 		}
 		if vm, ok := md.Versions[strconv.Itoa(cur)]; ok && vm.gone(v.o.Clock.Now()) {
 			vm.Version = cur
@@ -199,7 +228,7 @@ func (v *Vault) fetch(ctx context.Context, version int) error {
 		return v.fail("", 0, fmt.Errorf("version %d: %w", ver, err))
 	}
 	prev := v.served
-	v.served, v.skip, v.skipErr = ver, 0, ""
+	v.served, v.skip, v.skipErr = ver, 0, nil
 	if m := v.o.Metrics; m != nil {
 		m.Rotations.WithLabelValues(v.cred.Name, metrics.RotationCommitted).Inc()
 		m.CredentialVersion.WithLabelValues(v.cred.Name).Set(float64(ver))
@@ -298,7 +327,7 @@ func (v *Vault) fail(result string, repeat int, err error) error {
 		v.o.Metrics.Rotations.WithLabelValues(v.cred.Name, result).Inc()
 	}
 	if repeat != 0 {
-		v.skip, v.skipErr = repeat, msg
+		v.skip, v.skipErr = repeat, err
 	}
 	v.st.MarkError(v.cred.Name, msg)
 	switch {

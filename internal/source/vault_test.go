@@ -360,3 +360,39 @@ func TestTokenRevoked(t *testing.T) {
 		t.Error("no fresh login")
 	}
 }
+
+// TestOnceRetriesTransientErrors: --once rides out a short outage.
+func TestOnceRetriesTransientErrors(t *testing.T) {
+	testenv.NeedServers(t)
+	t.Parallel()
+	p, err := testenv.StartProxy(tv.HostPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	path := "partners/acme/once"
+	putKV(t, tv, path, map[string]any{"api_key": "FAKE-1"})
+	r := newRig(t, "zerodha=secret/"+path, rigOpts{addr: p.URL(), fake: true})
+	r.startTokens()
+	p.Cut()
+	created := r.fc.TimerCreated()
+	errc := make(chan error, 1)
+	go func() { errc <- r.src.Once(context.Background()) }()
+	r.waitTimer(created) // the first attempt failed; a retry is armed
+	if r.lastError() == "" {
+		t.Error("failed attempt not reported")
+	}
+	p.Restore()
+	r.fc.Advance(2 * time.Second)
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Once did not return after Vault came back")
+	}
+	if v, _ := r.served(); v != 1 {
+		t.Fatalf("served %d", v)
+	}
+}

@@ -140,3 +140,51 @@ func roundPage(n int) int {
 	ps := unix.Getpagesize()
 	return (n + ps - 1) / ps * ps
 }
+
+// ErrFull is returned by a Writer asked to write past its limit.
+var ErrFull = errors.New("securemem: write past the buffer's end")
+
+// Writer appends into a Buffer's memory and never grows past it: an
+// encoding longer than planned fails with ErrFull instead of spilling
+// plaintext into ordinary memory. Build one with Buffer.Writer.
+type Writer struct {
+	b   []byte
+	err error
+}
+
+// Writer returns a Writer over the first n bytes of b (at most Len).
+func (b *Buffer) Writer(n int) *Writer {
+	return &Writer{b: b.Bytes()[:0:min(max(n, 0), b.Len())]}
+}
+
+// Write appends p, or fails with ErrFull and writes nothing.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if len(p) > cap(w.b)-len(w.b) {
+		w.err = ErrFull
+		return 0, w.err
+	}
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+// WriteString appends s, or fails with ErrFull and writes nothing.
+func (w *Writer) WriteString(s string) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if len(s) > cap(w.b)-len(w.b) {
+		w.err = ErrFull
+		return 0, w.err
+	}
+	w.b = append(w.b, s...)
+	return len(s), nil
+}
+
+// Bytes is what has been written: a view into the Buffer.
+func (w *Writer) Bytes() []byte { return w.b }
+
+// Err is the first write error, if any.
+func (w *Writer) Err() error { return w.err }

@@ -3,6 +3,7 @@ package securemem
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -290,4 +291,34 @@ func statusKB(key string) int {
 		}
 	}
 	return -1
+}
+
+func TestWriter(t *testing.T) {
+	b, err := New(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Free()
+	w := b.Writer(10)
+	if _, err := w.WriteString("FAKE-"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("12345")); err != nil {
+		t.Fatal(err)
+	}
+	if string(w.Bytes()) != "FAKE-12345" || &w.Bytes()[0] != &b.Bytes()[0] {
+		t.Fatalf("wrote %q, not into the buffer", w.Bytes())
+	}
+	if n, err := w.Write([]byte("x")); n != 0 || !errors.Is(err, ErrFull) || !errors.Is(w.Err(), ErrFull) {
+		t.Fatalf("past the limit: %d, %v", n, err)
+	}
+	if _, err := w.WriteString(""); !errors.Is(err, ErrFull) {
+		t.Fatal("a failed writer must stay failed")
+	}
+	if len(w.Bytes()) != 10 {
+		t.Fatalf("a failed write changed the content: %q", w.Bytes())
+	}
+	if got := b.Writer(100); cap(got.Bytes()) != 16 {
+		t.Fatalf("a limit past Len gives capacity %d, want 16", cap(got.Bytes()))
+	}
 }

@@ -213,15 +213,15 @@ func (s *Server) encodeSet(set *store.Set, head bool) (response, error) {
 	if err != nil {
 		return r, err
 	}
-	fw := fixed{b: buf.Bytes()[:0:n]}
-	_, _ = fw.Write(pre)
-	_ = set.WriteFieldsJSON(&fw)
-	_, _ = fw.Write(suf)
-	if fw.err != nil || len(fw.b) != n {
-		s.scratch.put(buf, len(fw.b))
-		return r, errOverflow
+	w := buf.Writer(n)
+	_, _ = w.Write(pre)
+	_ = set.WriteFieldsJSON(w)
+	_, _ = w.Write(suf)
+	if w.Err() != nil || len(w.Bytes()) != n {
+		s.scratch.put(buf, len(w.Bytes()))
+		return r, fmt.Errorf("answer is not the %d bytes computed: %v", n, w.Err())
 	}
-	r.body, r.scratch = fw.b, buf
+	r.body, r.scratch = w.Bytes(), buf
 	return r, nil
 }
 

@@ -1,10 +1,6 @@
 package socketapi
 
-import (
-	"errors"
-
-	"github.com/credlet/credlet/internal/securemem"
-)
+import "github.com/credlet/credlet/internal/securemem"
 
 // Scratch buffers for encoding answers that hold values: locked memory,
 // wiped after each answer, kept on a bounded free list. (A sync.Pool would
@@ -57,31 +53,4 @@ func (p *scratchPool) close() {
 			return
 		}
 	}
-}
-
-var errOverflow = errors.New("answer longer than computed")
-
-// fixed appends into a slice without growing it past its capacity, which
-// would copy values into ordinary memory.
-type fixed struct {
-	b   []byte
-	err error
-}
-
-func (w *fixed) Write(p []byte) (int, error) {
-	if len(p) > cap(w.b)-len(w.b) {
-		w.err = errOverflow
-		return 0, w.err
-	}
-	w.b = append(w.b, p...)
-	return len(p), nil
-}
-
-func (w *fixed) WriteString(s string) (int, error) {
-	if len(s) > cap(w.b)-len(w.b) {
-		w.err = errOverflow
-		return 0, w.err
-	}
-	w.b = append(w.b, s...)
-	return len(s), nil
 }

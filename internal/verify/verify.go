@@ -162,7 +162,7 @@ func encode(name string, version int, fields map[string][]byte) (*securemem.Buff
 	if err != nil {
 		return nil, 0, err
 	}
-	w := &bounded{b: buf.Bytes()[:0:n]}
+	w := buf.Writer(n)
 	_, _ = io.WriteString(w, `{"name":`)
 	_ = store.WriteJSONString(w, []byte(name))
 	_, _ = io.WriteString(w, `,"version":`+ver+`,"fields":{`)
@@ -175,34 +175,9 @@ func encode(name string, version int, fields map[string][]byte) (*securemem.Buff
 		_ = store.WriteJSONString(w, fields[k])
 	}
 	_, _ = io.WriteString(w, "}}")
-	if w.err != nil || len(w.b) != n {
+	if w.Err() != nil || len(w.Bytes()) != n {
 		buf.Free()
-		return nil, 0, fmt.Errorf("encoding the candidate: %d bytes, computed %d", len(w.b), n)
+		return nil, 0, fmt.Errorf("encoding the candidate: not the %d bytes computed: %v", n, w.Err())
 	}
 	return buf, n, nil
-}
-
-// bounded appends into a slice without ever growing it past its capacity
-// (which would copy values into ordinary memory).
-type bounded struct {
-	b   []byte
-	err error
-}
-
-func (w *bounded) Write(p []byte) (int, error) {
-	if len(p) > cap(w.b)-len(w.b) {
-		w.err = errors.New("encoding longer than computed")
-		return 0, w.err
-	}
-	w.b = append(w.b, p...)
-	return len(p), nil
-}
-
-func (w *bounded) WriteString(s string) (int, error) {
-	if len(s) > cap(w.b)-len(w.b) {
-		w.err = errors.New("encoding longer than computed")
-		return 0, w.err
-	}
-	w.b = append(w.b, s...)
-	return len(s), nil
 }

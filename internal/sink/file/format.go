@@ -84,28 +84,6 @@ func contents(c credspec.Credential, set *store.Set) ([]content, error) {
 	return out, nil
 }
 
-// fixedWriter writes into a slice allocated to the exact length needed.
-type fixedWriter struct {
-	b []byte
-	n int
-}
-
-func (w *fixedWriter) Write(p []byte) (int, error) {
-	if len(p) > len(w.b)-w.n {
-		return 0, errors.New("encoding longer than computed")
-	}
-	w.n += copy(w.b[w.n:], p)
-	return len(p), nil
-}
-
-func (w *fixedWriter) WriteString(s string) (int, error) {
-	if len(s) > len(w.b)-w.n {
-		return 0, errors.New("encoding longer than computed")
-	}
-	w.n += copy(w.b[w.n:], s)
-	return len(s), nil
-}
-
 // encodeJSON writes {"field":"value",...}\n into locked memory.
 func encodeJSON(set *store.Set) (*securemem.Buffer, error) {
 	n := set.FieldsJSONLen() + 1
@@ -113,15 +91,12 @@ func encodeJSON(set *store.Set) (*securemem.Buffer, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &fixedWriter{b: b.Bytes()}
-	if err := set.WriteFieldsJSON(w); err != nil {
-		b.Free()
-		return nil, err
-	}
+	w := b.Writer(n)
+	_ = set.WriteFieldsJSON(w)
 	_, _ = w.WriteString("\n")
-	if w.n != n {
+	if w.Err() != nil || len(w.Bytes()) != n {
 		b.Free()
-		return nil, fmt.Errorf("json encoding is %d bytes, computed %d", w.n, n)
+		return nil, fmt.Errorf("json encoding is not the %d bytes computed: %v", n, w.Err())
 	}
 	return b, nil
 }
@@ -179,30 +154,29 @@ func encodeEnv(set *store.Set) (buf *securemem.Buffer, data []byte, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	out := b.Bytes()[:0:n] // never grows past the locked buffer
+	w := b.Writer(n)
 	i := 0
 	set.Each(func(_ string, value []byte) {
-		out = append(out, keys[i]...)
-		out = append(out, '=', '\'')
+		_, _ = w.WriteString(keys[i])
+		_, _ = w.WriteString("='")
 		for {
 			j := bytes.IndexByte(value, '\'')
 			if j < 0 {
-				out = append(out, value...)
+				_, _ = w.Write(value)
 				break
 			}
-			out = append(out, value[:j]...)
-			out = append(out, `'\''`...)
+			_, _ = w.Write(value[:j])
+			_, _ = w.WriteString(`'\''`)
 			value = value[j+1:]
 		}
-		out = append(out, '\'', '\n')
+		_, _ = w.WriteString("'\n")
 		i++
 	})
-	if len(out) != n || (n > 0 && &out[0] != &b.Bytes()[0]) {
-		securemem.Wipe(out) // a miscount spilled into ordinary memory
+	if w.Err() != nil || len(w.Bytes()) != n {
 		b.Free()
-		return nil, nil, fmt.Errorf("env encoding is %d bytes, computed %d", len(out), n)
+		return nil, nil, fmt.Errorf("env encoding is not the %d bytes computed: %v", n, w.Err())
 	}
-	return b, out, nil
+	return b, w.Bytes(), nil
 }
 
 func clip(s string) string {

@@ -125,7 +125,9 @@ func (a *agent) buildVault() error {
 	a.runners = append(a.runners, runner{"token lifetime", tokens.Run})
 
 	var verifier source.Verifier
-	if cfg.VerifyURL != "" {
+	// In --once mode (a classic init container) the app's verify hook is
+	// not running yet: the first version is published unchecked.
+	if cfg.VerifyURL != "" && !cfg.Once {
 		v, err := verify.New(cfg.VerifyURL, verify.Options{})
 		if err != nil {
 			return usageError("--verify-url %q: %v", cfg.VerifyURL, err)

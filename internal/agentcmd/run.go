@@ -202,6 +202,11 @@ func (a *agent) updateHealth() {
 			a.metrics.CredentialAge.WithLabelValues(st.Name).Set(now.Sub(st.CheckedAt).Seconds())
 		}
 	}
+	if a.tokens != nil {
+		if exp := a.tokens.Status().Expires; !exp.IsZero() {
+			a.metrics.TokenTTL.Set(max(exp.Sub(now).Seconds(), 0))
+		}
+	}
 	ms := securemem.CurrentStats()
 	a.metrics.MemoryLocked.WithLabelValues(metrics.ScopeSecretmem).Set(float64(ms.Secretmem))
 	a.metrics.MemoryLocked.WithLabelValues(metrics.ScopeBuffers).Set(float64(ms.Locked))

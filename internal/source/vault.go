@@ -38,11 +38,12 @@ type Vault struct {
 	log  *slog.Logger
 
 	// Owned by the goroutine in Run or Once (never both at once).
-	served   int   // version being served; 0 before the first commit
-	skip     int   // version that failed in a way it would repeat
-	skipErr  error // its failure, reported at every check
-	reported int   // deleted version already counted and audited
-	failing  bool  // the last check failed
+	served   int    // version being served; 0 before the first commit
+	skip     int    // version that failed in a way it would repeat
+	skipErr  error  // its failure, reported at every check
+	reported int    // deleted version already counted and audited
+	failing  bool   // the last check failed
+	lastMsg  string // the last failure logged at warn: a repeat is logged at debug
 }
 
 // NewVault returns the source of cred, committing into st (which must
@@ -330,9 +331,13 @@ func (v *Vault) fail(result string, repeat int, err error) error {
 		v.skip, v.skipErr = repeat, err
 	}
 	v.st.MarkError(v.cred.Name, msg)
+	repeated := msg == v.lastMsg
+	v.lastMsg = msg
 	switch {
-	case result != "":
+	case result != "" && !repeated:
 		v.log.Warn("credential version not published", "result", result, "error", msg, "served_version", v.served)
+	case result != "":
+		v.log.Debug("credential version not published (unchanged)", "result", result, "error", msg, "served_version", v.served)
 	case !v.failing:
 		v.o.Audit.Log(audit.Record{Event: audit.Fetch, Credential: v.cred.Name, Result: "error", Detail: msg})
 		v.log.Warn("vault check failed; serving the last good version", "error", msg, "served_version", v.served)
@@ -349,6 +354,7 @@ func (v *Vault) ok() {
 		v.o.Audit.Log(audit.Record{Event: audit.Fetch, Credential: v.cred.Name, Version: v.served, Result: "ok", Detail: "recovered"})
 	}
 	v.failing = false
+	v.lastMsg = ""
 }
 
 func sortedKeys(m map[string]json.RawMessage) []string {

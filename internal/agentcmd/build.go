@@ -77,11 +77,16 @@ func (a *agent) build(ctx context.Context) error {
 		a.runners = append(a.runners, runner{"socket", srv.Run})
 	}
 	if cfg.Notify != "" && !cfg.Once {
-		n, err := notify.Parse(cfg.Notify)
+		n, err := notify.Parse(cfg.Notify, notify.WithLogger(a.log), notify.WithClock(a.clock))
 		if err != nil {
 			return usageError("--notify %q: %v", cfg.Notify, err)
 		}
-		a.runners = append(a.runners, runner{"notify", func(ctx context.Context) error { return n.Run(ctx, st) }})
+		run := func(ctx context.Context) error { return n.Run(ctx, st) }
+		if a.fileSink != nil {
+			// Announce versions once their files are on disk, not at commit.
+			run = func(ctx context.Context) error { return n.RunOn(ctx, a.fileSink.Written(), a.fileSink.Versions) }
+		}
+		a.runners = append(a.runners, runner{"notify", run})
 	}
 	return nil
 }

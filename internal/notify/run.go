@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,8 +31,22 @@ var ErrNoProcess = errors.New("no process to signal")
 func (n *Notifier) Run(ctx context.Context, st *store.Store) error {
 	sub := st.Subscribe()
 	defer sub.Close()
+	return n.RunOn(ctx, sub.Updated(), func() map[string]int {
+		out := map[string]int{}
+		for _, s := range st.Status() {
+			out[s.Name] = s.Version
+		}
+		return out
+	})
+}
+
+// RunOn announces new versions as versions reports them, checking after
+// every signal on updated. The agent feeds it from the file sink when files
+// are delivered (so an app reloading on the signal finds the new files) and
+// from the store otherwise.
+func (n *Notifier) RunOn(ctx context.Context, updated <-chan struct{}, versions func() map[string]int) error {
 	seen := map[string]int{}
-	n.changes(st, seen) // what is there already is not news
+	n.changes(versions(), seen) // what is there already is not news
 	if n.started != nil {
 		n.started()
 	}
@@ -39,9 +54,9 @@ func (n *Notifier) Run(ctx context.Context, st *store.Store) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-sub.Updated():
+		case <-updated:
 		}
-		rs := n.changes(st, seen)
+		rs := n.changes(versions(), seen)
 		if len(rs) == 0 {
 			continue
 		}
@@ -57,16 +72,22 @@ func (n *Notifier) Run(ctx context.Context, st *store.Store) error {
 
 // changes returns the sets whose version moved on since seen, and records
 // the new versions. A set's first version is recorded, not returned.
-func (n *Notifier) changes(st *store.Store, seen map[string]int) []rotation {
+func (n *Notifier) changes(current map[string]int, seen map[string]int) []rotation {
 	var out []rotation
-	for _, s := range st.Status() {
-		if s.Version == 0 || s.Version == seen[s.Name] {
+	names := make([]string, 0, len(current))
+	for name := range current {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		v := current[name]
+		if v == 0 || v == seen[name] {
 			continue
 		}
-		if seen[s.Name] != 0 {
-			out = append(out, rotation{s.Name, s.Version})
+		if seen[name] != 0 {
+			out = append(out, rotation{name, v})
 		}
-		seen[s.Name] = s.Version
+		seen[name] = v
 	}
 	return out
 }

@@ -57,6 +57,8 @@ type Sink struct {
 	mu      sync.Mutex           // one writer at a time
 	written map[string]onDisk    // by credential name
 	maps    map[string][]mapping // current files kept locked, by credential name
+
+	wrote chan struct{} // signalled (coalescing) after a new version is on disk
 }
 
 // onDisk identifies the version a set's files hold.
@@ -89,7 +91,7 @@ func New(st *store.Store, creds []credspec.Credential, opts Options) (*Sink, err
 	s := &Sink{
 		st: st, dir: opts.Dir, uid: opts.UID, gid: opts.GID, mode: opts.Mode, dirMode: dirModeFor(opts.Mode),
 		log: opts.Logger, m: opts.Metrics, clock: opts.Clock,
-		written: map[string]onDisk{}, maps: map[string][]mapping{},
+		written: map[string]onDisk{}, maps: map[string][]mapping{}, wrote: make(chan struct{}, 1),
 	}
 	if s.uid == os.Getuid() {
 		s.uid = -1
@@ -253,7 +255,27 @@ func (s *Sink) syncOne(c credspec.Credential, lock bool) error {
 	s.written[c.Name] = d
 	s.log.Info("credential files written", "credential", c.Name, "version", d.version,
 		"dir", filepath.Join(s.dir, c.Name), "format", string(c.Format), "locked_files", len(maps))
+	select {
+	case s.wrote <- struct{}{}:
+	default: // already signalled: coalesce
+	}
 	return nil
+}
+
+// Written is signalled after one or more new versions are completely on
+// disk, so a notification to a file-reading app never precedes its files.
+// It has one consumer (the notifier).
+func (s *Sink) Written() <-chan struct{} { return s.wrote }
+
+// Versions returns the version on disk of every set written so far.
+func (s *Sink) Versions() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.written))
+	for name, d := range s.written {
+		out[name] = d.version
+	}
+	return out
 }
 
 // writtenVersion is the version of a set on disk, once its write (links,

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -570,5 +571,27 @@ func TestEnvKey(t *testing.T) {
 		if got := EnvKey(in); got != want {
 			t.Errorf("EnvKey(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestWrittenSignalsAfterFiles: a Written signal means the new version's
+// files are readable, so --notify never reaches a file-reading app before
+// its files do.
+func TestWrittenSignalsAfterFiles(t *testing.T) {
+	e := newEnv(t, Options{}, "acme=secret/acme")
+	commitFields(t, e.st, "acme", 1, "a", "FAKE-a1")
+	e.run(t)
+	for v := 2; v <= 5; v++ {
+		select {
+		case <-e.sink.Written():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no Written signal for version %d", v-1)
+		}
+		got := e.sink.Versions()["acme"]
+		b, err := os.ReadFile(filepath.Join(e.dir, "acme", "a"))
+		if err != nil || string(b) != fmt.Sprintf("FAKE-a%d", got) {
+			t.Fatalf("after Written, Versions says %d but the file holds %q (%v)", got, b, err)
+		}
+		commitFields(t, e.st, "acme", v, "a", fmt.Sprintf("FAKE-a%d", v))
 	}
 }

@@ -118,6 +118,10 @@ type kustomization struct {
 		Name     string   `json:"name"`
 		Files    []string `json:"files,omitempty"`
 		Literals []string `json:"literals,omitempty"`
+		Options  *struct {
+			Labels                map[string]string `json:"labels,omitempty"`
+			DisableNameSuffixHash bool              `json:"disableNameSuffixHash,omitempty"`
+		} `json:"options,omitempty"`
 	} `json:"configMapGenerator,omitempty"`
 	Images []struct {
 		Name    string `json:"name"`

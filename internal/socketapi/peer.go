@@ -16,8 +16,6 @@ type peer struct {
 	allowed bool
 }
 
-type peerKey struct{}
-
 // peerOf reads the connection's peer credentials and decides, once per
 // connection, whether it may read.
 func (s *Server) peerOf(c net.Conn) peer {

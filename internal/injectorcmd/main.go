@@ -34,6 +34,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	log := newLogger(o, stderr)
+	tuneGC()
 	if err := Run(ctx, o, log); err != nil {
 		log.Error("credlet-injector stopped", "error", err)
 		return 1

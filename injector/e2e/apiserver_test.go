@@ -292,3 +292,59 @@ func scrapeMetrics(t *testing.T) string {
 	}
 	return fmt.Sprint(string(b))
 }
+
+// TestOtherShapesPassValidation: classic mode, AppRole, files-only and
+// socket-only pods are stored by the apiserver, so their shape is valid.
+func TestOtherShapesPassValidation(t *testing.T) {
+	testenv.NeedServers(t)
+	ctx := t.Context()
+	pods := kube.Clientset.CoreV1().Pods(nsAcme)
+	tests := []struct {
+		name  string
+		edit  func(*corev1.Pod)
+		check func(t *testing.T, p *corev1.Pod)
+	}{
+		{"classic sidecar, files only", func(p *corev1.Pod) {
+			p.Annotations["credlet.io/sidecar"] = "classic"
+			p.Annotations["credlet.io/delivery"] = "files"
+		}, func(t *testing.T, p *corev1.Pod) {
+			if p.Spec.InitContainers[0].Name != mutate.AgentInitName || !slices.Contains(p.Spec.InitContainers[0].Args, "--once") {
+				t.Errorf("init container %s %v", p.Spec.InitContainers[0].Name, p.Spec.InitContainers[0].Args)
+			}
+			last := p.Spec.Containers[len(p.Spec.Containers)-1]
+			if last.Name != mutate.AgentName || last.RestartPolicy != nil {
+				t.Errorf("last container %s", last.Name)
+			}
+		}},
+		{"approle, socket only, uid from annotation", func(p *corev1.Pod) {
+			delete(p.Annotations, "credlet.io/role")
+			p.Annotations["credlet.io/auth"] = "approle"
+			p.Annotations["credlet.io/approle-secret"] = "acme-approle"
+			p.Annotations["credlet.io/delivery"] = "socket"
+			p.Annotations["credlet.io/uid"] = "1000"
+			p.Spec.SecurityContext = nil
+		}, func(t *testing.T, p *corev1.Pod) {
+			args := strings.Join(p.Spec.InitContainers[0].Args, " ")
+			if !strings.Contains(args, "--auth=approle") || !strings.Contains(args, "--secret-id-file=/credlet/approle/secret_id") || !strings.Contains(args, "--secrets-dir= ") {
+				t.Errorf("args %s", args)
+			}
+			for _, v := range p.Spec.Volumes {
+				if v.Name == mutate.VolumeToken || v.Name == mutate.VolumeSecrets {
+					t.Errorf("unexpected volume %s", v.Name)
+				}
+			}
+		}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			created, err := pods.Create(ctx, botPod(fmt.Sprintf("shape-%d", i), tt.edit), metav1.CreateOptions{})
+			if err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			if created.Annotations[annotation.KeyStatus] != annotation.StatusInjected {
+				t.Fatal("not injected")
+			}
+			tt.check(t, created)
+		})
+	}
+}

@@ -198,7 +198,7 @@ func (a *agent) watchHealth(ctx context.Context) error {
 
 func (a *agent) updateHealth() {
 	now := a.clock.Now()
-	ready := a.store.Ready()
+	ready := a.ready()
 	if ready {
 		a.metrics.Ready.Set(1)
 	} else {
@@ -219,6 +219,25 @@ func (a *agent) updateHealth() {
 	a.metrics.MemoryLocked.WithLabelValues(metrics.ScopeBuffers).Set(float64(ms.Locked))
 }
 
+// ready is what /readyz and credlet_ready report: every required set is
+// committed and, when files are delivered, on disk. The app's containers
+// start on this, so a legacy app never finds its directory empty.
+func (a *agent) ready() bool {
+	if !a.store.Ready() {
+		return false
+	}
+	if a.fileSink == nil {
+		return true
+	}
+	onDisk := a.fileSink.Versions()
+	for _, c := range a.cfg.Credentials {
+		if !c.Optional && onDisk[c.Name] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // serveHTTP serves /metrics, /healthz and /readyz on --listen.
 func (a *agent) serveHTTP(ctx context.Context) error {
 	mux := http.NewServeMux()
@@ -229,7 +248,7 @@ func (a *agent) serveHTTP(ctx context.Context) error {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if !a.store.Ready() {
+		if !a.ready() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = io.WriteString(w, "not ready: waiting for credentials\n")
 			return

@@ -24,6 +24,7 @@ type Options struct {
 	ShutdownDelay time.Duration
 	DrainTimeout  time.Duration
 	CertPoll      time.Duration
+	PatchCache    int
 	Version       bool
 }
 
@@ -47,6 +48,7 @@ func ParseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", 0, "after SIGTERM, keep serving (not ready) this long before draining")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 20*time.Second, "how long to wait for in-flight requests on shutdown")
 	fs.DurationVar(&o.CertPoll, "cert-poll", 10*time.Second, "how often to compare the certificate files besides watching them")
+	fs.IntVar(&o.PatchCache, "patch-cache", 512, "patches remembered for byte-identical pods (a ReplicaSet's replicas); 0 disables")
 	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -75,6 +77,9 @@ func ParseFlags(args []string, stderr io.Writer) (Options, error) {
 		if d < 0 || (name == "--cert-poll" && d < time.Second) {
 			return o, fmt.Errorf("%w: %s %s: allowed a duration >= %s", errUsage, name, d, map[bool]string{true: "1s", false: "0"}[name == "--cert-poll"])
 		}
+	}
+	if o.PatchCache < 0 || o.PatchCache > 1<<16 {
+		return o, fmt.Errorf("%w: --patch-cache %d: allowed 0 to 65536", errUsage, o.PatchCache)
 	}
 	if strings.TrimSpace(o.Listen) == "" {
 		return o, fmt.Errorf("%w: --listen is required", errUsage)

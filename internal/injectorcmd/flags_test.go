@@ -31,6 +31,7 @@ func TestParseFlags(t *testing.T) {
 		{"bad format", append(req, "--log-format=xml"), `--log-format "xml": allowed json, text`},
 		{"fast poll", append(req, "--cert-poll=10ms"), "--cert-poll 10ms: allowed a duration >= 1s"},
 		{"negative drain", append(req, "--drain-timeout=-1s"), "--drain-timeout -1s"},
+		{"negative cache", append(req, "--patch-cache=-1"), "--patch-cache -1: allowed 0 to 65536"},
 		{"stray argument", append(req, "extra"), `unexpected argument "extra"`},
 	}
 	for _, tt := range tests {

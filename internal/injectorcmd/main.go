@@ -60,7 +60,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		Addr:           o.Listen,
 		GetCertificate: certs.GetCertificate,
 		Mutate: &webhook.Edge{
-			Handler: &mutate.Handler{Config: cfg, Log: log.With("component", "mutate")},
+			Handler: &mutate.Handler{Config: cfg, Log: log.With("component", "mutate"), Cache: mutate.NewPatchCache(o.PatchCache)},
 			Log:     log.With("component", "webhook"),
 			Metrics: metrics,
 		},

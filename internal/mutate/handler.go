@@ -24,6 +24,8 @@ import (
 type Handler struct {
 	Config *injectorconfig.Config
 	Log    *slog.Logger
+	// Cache, when not nil, serves the patch of a pod seen before.
+	Cache *PatchCache
 }
 
 // Admit answers one AdmissionRequest.
@@ -33,6 +35,13 @@ func (h *Handler) Admit(_ context.Context, req *admissionv1.AdmissionRequest) *a
 	}
 	if len(req.Object.Raw) == 0 {
 		return Errored(http.StatusBadRequest, errors.New("admission request carries no object"))
+	}
+	var key [32]byte
+	if h.Cache != nil {
+		key = cacheKey(req.Namespace, req.Object.Raw)
+		if p, ok := h.Cache.get(key); ok {
+			return patched(p)
+		}
 	}
 	var pod corev1.Pod
 	unknown, err := kjson.UnmarshalStrict(req.Object.Raw, &pod, kjson.DisallowUnknownFields)
@@ -57,6 +66,7 @@ func (h *Handler) Admit(_ context.Context, req *admissionv1.AdmissionRequest) *a
 		return Errored(http.StatusInternalServerError, err)
 	}
 	h.Log.Debug("pod injected", "namespace", req.Namespace, "pod", podName(&pod), "request_uid", string(req.UID))
+	h.Cache.put(key, p)
 	return patched(p)
 }
 

@@ -80,6 +80,8 @@ func TestMutateDenials(t *testing.T) {
 			p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: EnvSocket, Value: "/tmp/other.sock"}}
 		}, []string{"sets env CREDLET_SOCKET"}},
 		{"signal needs shared pid namespace", "partner-acme", func(p *corev1.Pod) { p.Annotations["credlet.io/notify"] = "signal:SIGHUP:bot" }, []string{"shareProcessNamespace"}},
+		{"host network", "partner-acme", func(p *corev1.Pod) { p.Spec.HostNetwork = true }, []string{"hostNetwork", "9102"}},
+		{"windows", "partner-acme", func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Windows} }, []string{"Linux only"}},
 		{"status without agent", "partner-acme", func(p *corev1.Pod) { p.Annotations[annotation.KeyStatus] = annotation.StatusInjected }, []string{"no credlet-agent container"}},
 		{"status with another value", "partner-acme", func(p *corev1.Pod) { p.Annotations[annotation.KeyStatus] = "pending" }, []string{`"pending"`}},
 	}

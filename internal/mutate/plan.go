@@ -100,8 +100,15 @@ func NewPlan(pod *corev1.Pod, namespace string, cfg *injectorconfig.Config) (*Pl
 	return p, nil
 }
 
-// checkConflicts refuses pods that already hold what the injector adds.
+// checkConflicts refuses pods that already hold what the injector adds, or
+// where the agent cannot work.
 func checkConflicts(pod *corev1.Pod, spec annotation.Spec) error {
+	if pod.Spec.OS != nil && pod.Spec.OS.Name != corev1.Linux {
+		return deny("spec.os.name is %q: the agent runs on Linux only", pod.Spec.OS.Name)
+	}
+	if pod.Spec.HostNetwork {
+		return deny("spec.hostNetwork is true: the agent's port %d would be the node's, shared by every such pod; run the pod without hostNetwork", AgentPort)
+	}
 	for _, c := range allContainers(pod) {
 		if c.Name == AgentName || c.Name == AgentInitName {
 			return deny("the pod already has a container named %q (remove it; the injector adds the agent)", c.Name)

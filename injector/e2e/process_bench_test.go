@@ -77,6 +77,7 @@ func benchInjectorProcess(b *testing.B, distinct int) {
 	cmd := exec.Command(bin, "--listen="+addr, "--metrics-listen="+fmt.Sprintf("127.0.0.1:%d", mport),
 		"--tls-cert-file="+cf, "--tls-key-file="+kf, "--config="+cfg, "--log-level=warn",
 		"--agent-image=registry.example.test/credlet-agent:v1", "--vault-addr=https://vault.example.test:8200")
+	cmd.Args = append(cmd.Args, strings.Fields(os.Getenv("CREDLET_BENCH_INJECTOR_ARGS"))...) // e.g. --patch-cache=0
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

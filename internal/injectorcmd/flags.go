@@ -48,7 +48,7 @@ func ParseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", 0, "after SIGTERM, keep serving (not ready) this long before draining")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 20*time.Second, "how long to wait for in-flight requests on shutdown")
 	fs.DurationVar(&o.CertPoll, "cert-poll", 10*time.Second, "how often to compare the certificate files besides watching them")
-	fs.IntVar(&o.PatchCache, "patch-cache", 512, "patches remembered for byte-identical pods (a ReplicaSet's replicas); 0 disables")
+	fs.IntVar(&o.PatchCache, "patch-cache", 128, "patches remembered for byte-identical pods (a ReplicaSet's replicas); 0 disables")
 	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

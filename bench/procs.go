@@ -94,7 +94,7 @@ func (p *proc) logTail(n int) string {
 
 // memInfo is a process's resident memory from /proc/PID/status.
 type memInfo struct {
-	rss, hwm int64 // bytes
+	rss, hwm, locked int64 // bytes: VmRSS, VmHWM, VmLck
 }
 
 func readMem(pid int) (memInfo, error) {
@@ -120,6 +120,8 @@ func readMem(pid int) (memInfo, error) {
 			m.rss = n << 10
 		case "VmHWM":
 			m.hwm = n << 10
+		case "VmLck":
+			m.locked = n << 10
 		}
 	}
 	if m.rss == 0 {

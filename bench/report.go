@@ -51,7 +51,11 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "# credlet benchmark results\n\n")
 	fmt.Fprintf(&b, "Produced by `make bench` on %s in %s. Every row is measured in this one run, on this machine, with the load generator on the same machine; a row marked *computed* is derived from distributions measured in this run (see its note).\n\n",
 		r.started.UTC().Format("2006-01-02 15:04 UTC"), r.took.Round(time.Second))
-	fmt.Fprintf(&b, "## Machine\n\n```\n%s\n```\n\n", strings.TrimSpace(r.machine))
+	end := ""
+	if l, err := os.ReadFile("/proc/loadavg"); err == nil {
+		end = "\nloadavg: " + string(bytes.TrimSpace(l)) + " (at end; the machine is shared, other work may run alongside)"
+	}
+	fmt.Fprintf(&b, "## Machine\n\n```\n%s%s\n```\n\n", strings.TrimSpace(r.machine), end)
 	fmt.Fprintf(&b, "## Results\n\nRatio: how many times better credlet is than the anchor on that row (above 1: credlet better; lower latency, memory and Vault load are better, higher throughput is better).\n\n")
 	b.WriteString(r.table())
 	if len(r.notes) > 0 {

@@ -223,7 +223,8 @@ func (b *bench) memoryRows() {
 		lowerBetter(float64(ci.rss), float64(vi.rss)), "3 credential sets, refresh/render every 1 s; both without CAP_IPC_LOCK (Pod Security restricted: credlet locks its buffers only)"})
 	if li := b.lockAllIdle; li.rss > 0 {
 		b.rep.add(row{"RSS idle with CAP_IPC_LOCK (credlet mlockall)", fmtMiB(li.rss), "Vault Agent", fmtMiB(vi.rss),
-			lowerBetter(float64(li.rss), float64(vi.rss)), "credlet locks the whole process where a namespace grants IPC_LOCK: every mapped page is faulted in and counted"})
+			lowerBetter(float64(li.rss), float64(vi.rss)),
+			fmt.Sprintf("where a namespace grants IPC_LOCK credlet locks the whole process; VmLck %s (without: %s)", fmtMiB(li.locked), fmtMiB(ci.locked))})
 	}
 	b.rep.add(row{fmt.Sprintf("RSS after %s reads", groupThousands(int64(b.o.reads))), fmtMiB(ca.rss), "Vault Agent", fmtMiB(va.rss),
 		lowerBetter(float64(ca.rss), float64(va.rss)),

@@ -17,13 +17,16 @@ import (
 	"github.com/credlet/credlet/internal/annotation"
 )
 
-// Config is the --config file.
+// Config is the --config file. Build it with Load: a Config made otherwise
+// allows no KV path.
 type Config struct {
 	// Defaults apply to every namespace; a namespace's own settings win.
 	Defaults Settings `json:"defaults"`
 	// Namespaces maps a namespace name, or a glob "prefix-*", to what its
 	// pods may do. An exact name wins over globs; the longest glob wins.
 	Namespaces map[string]Namespace `json:"namespaces"`
+
+	prefixes map[string][][]string // by Namespaces key, from normalize
 }
 
 // Namespace is one namespace's (or glob's) entry.
@@ -95,6 +98,7 @@ func Load(path string, flags Settings) (*Config, error) {
 		}
 		return nil, err
 	}
+	c.normalize()
 	return &c, nil
 }
 

@@ -45,10 +45,7 @@ func (c *Config) Policy(namespace string) (p Policy, ok bool) {
 	for _, s := range []Settings{c.Defaults, ns.Settings} { // later wins
 		p.apply(s)
 	}
-	for _, a := range ns.AllowedPaths {
-		segs, _ := normalizePrefix(a) // validated by Load
-		p.prefixes = append(p.prefixes, segs)
-	}
+	p.prefixes = c.prefixes[key]
 	return p, true
 }
 
@@ -84,6 +81,17 @@ func (p *Policy) apply(s Settings) {
 	}
 	if s.AllowIPCLock != nil {
 		p.AllowIPCLock = *s.AllowIPCLock
+	}
+}
+
+// normalize caches every entry's prefixes as segments (Load calls it).
+func (c *Config) normalize() {
+	c.prefixes = make(map[string][][]string, len(c.Namespaces))
+	for key, ns := range c.Namespaces {
+		for _, a := range ns.AllowedPaths {
+			segs, _ := normalizePrefix(a) // validated
+			c.prefixes[key] = append(c.prefixes[key], segs)
+		}
 	}
 }
 

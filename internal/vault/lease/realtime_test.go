@@ -3,8 +3,8 @@ package lease_test
 import (
 	"bytes"
 	"context"
+	"github.com/credlet/credlet/internal/testlog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -99,19 +99,4 @@ func TestMaxTTLRelogin(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]byte(nil), s.b.Bytes()...)
-}
+type syncBuffer = testlog.Buffer

@@ -20,11 +20,13 @@ type FieldError struct {
 	Value   string
 	Problem string
 	Allowed string
+
+	unknown bool // the key itself is not in the schema
 }
 
 func (e *FieldError) Error() string {
 	var b strings.Builder
-	b.WriteString("annotation " + e.Key)
+	b.WriteString("annotation " + clip(e.Key))
 	if e.Value != "" {
 		b.WriteString(fmt.Sprintf("=%q", clip(e.Value)))
 	}
@@ -42,12 +44,48 @@ type Error struct {
 	Problems []*FieldError
 }
 
+// Limits that keep a denial readable in kubectl's output however many
+// annotations are wrong.
+const (
+	maxListed       = 10
+	maxMessageBytes = 4096
+)
+
+// Error names the first problems, says how many more there are, and lists
+// the known keys once when a key was unknown; at most 4 KiB.
 func (e *Error) Error() string {
-	msgs := make([]string, len(e.Problems))
+	var b strings.Builder
+	unknown := false
 	for i, p := range e.Problems {
-		msgs[i] = p.Error()
+		unknown = unknown || p.unknown
+		if i < maxListed {
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(p.Error())
+		}
 	}
-	return strings.Join(msgs, "; ")
+	if n := len(e.Problems) - maxListed; n > 0 {
+		fmt.Fprintf(&b, "; and %d more", n)
+	}
+	if unknown {
+		b.WriteString(". Known keys under " + Prefix + ": " + strings.Join(knownKeys(), ", "))
+	}
+	msg := b.String()
+	if len(msg) > maxMessageBytes {
+		msg = strings.ToValidUTF8(msg[:maxMessageBytes-3], "") + "..."
+	}
+	return msg
+}
+
+func knownKeys() []string {
+	known := make([]string, 0, len(schema))
+	for _, f := range schema {
+		if f.Key != KeyStatus {
+			known = append(known, strings.TrimPrefix(f.Key, Prefix))
+		}
+	}
+	return known
 }
 
 // Is makes errors.Is(err, ErrInvalid) true.
@@ -97,7 +135,7 @@ func Parse(annotations map[string]string) (Spec, error) {
 			continue
 		}
 		if f == nil {
-			bad(key, "", unknownKey(key), "")
+			problems = append(problems, &FieldError{Key: key, Problem: unknownKey(key), unknown: true})
 			continue
 		}
 		seen[f.Key] = true
@@ -229,17 +267,10 @@ func unknownKey(key string) string {
 			best, bestD = c, d
 		}
 	}
-	msg := "unknown annotation"
 	if best != "" {
-		msg += fmt.Sprintf(" (did you mean %s?)", best)
+		return fmt.Sprintf("unknown annotation (did you mean %s?)", best)
 	}
-	known := make([]string, 0, len(schema))
-	for _, f := range schema {
-		if f.Key != KeyStatus {
-			known = append(known, strings.TrimPrefix(f.Key, Prefix))
-		}
-	}
-	return msg + "; known keys under " + Prefix + ": " + strings.Join(known, ", ")
+	return "unknown annotation"
 }
 
 // distance is the Levenshtein distance, for typo suggestions.

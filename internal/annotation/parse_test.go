@@ -2,6 +2,7 @@ package annotation
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -211,6 +212,37 @@ func TestParseReportsEveryProblem(t *testing.T) {
 	want := []string{"credlet.io/colour", "credlet.io/refresh", "credlet.io/sidecar"}
 	if diff := cmp.Diff(want, keys); diff != "" {
 		t.Errorf("keys (-want +got):\n%s", diff)
+	}
+}
+
+// TestDenialStaysReadable: however many annotations are wrong, the denial
+// names the first ones, counts the rest, lists the known keys once, and
+// fits in 4 KiB.
+func TestDenialStaysReadable(t *testing.T) {
+	m := base()
+	for i := range 500 {
+		m[fmt.Sprintf("credlet.io/x%03d", i)] = strings.Repeat("v", 300)
+	}
+	m["credlet.io/"+strings.Repeat("k", 300)] = "v"
+	_, err := Parse(m)
+	if err == nil {
+		t.Fatal("allowed")
+	}
+	msg := err.Error()
+	if len(msg) > 4096 {
+		t.Errorf("message is %d bytes", len(msg))
+	}
+	for _, want := range []string{"and 491 more", "Known keys under credlet.io/: credential.<name>"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q: %.300s", want, msg)
+		}
+	}
+	if n := strings.Count(msg, "Known keys"); n != 1 {
+		t.Errorf("known keys listed %d times", n)
+	}
+	var e *Error
+	if !errors.As(err, &e) || len(e.Problems) != 501 {
+		t.Errorf("problems not all kept for callers")
 	}
 }
 

@@ -66,7 +66,11 @@ func Parse(spec string) (Credential, error) {
 // Build makes a Credential from a name, a KV path and "key=value" options
 // (the injector feeds it annotation values this way).
 func Build(name, kvPath string, opts ...string) (Credential, error) {
-	if len(name)+len(kvPath) > maxSpecLen {
+	size := len(name) + len(kvPath)
+	for _, o := range opts {
+		size += len(o) + 1
+	}
+	if size > maxSpecLen {
 		return Credential{}, fmt.Errorf("%w: longer than %d bytes", ErrInvalid, maxSpecLen)
 	}
 	if err := ValidateName(name); err != nil {
@@ -112,10 +116,14 @@ func Build(name, kvPath string, opts ...string) (Credential, error) {
 			}
 			c.Format = Format(v)
 		case "optional":
-			if hasValue && v != "true" {
-				return Credential{}, fmt.Errorf("%w: optional takes no value", ErrInvalid)
+			switch {
+			case !hasValue || v == "true":
+				c.Optional = true
+			case v == "false":
+				c.Optional = false
+			default:
+				return Credential{}, fmt.Errorf("%w: optional %q: allowed no value, true or false", ErrInvalid, clip(v))
 			}
-			c.Optional = true
 		default:
 			return Credential{}, fmt.Errorf("%w: unknown option %q (allowed: %s)", ErrInvalid, clip(k), strings.Join(Options, ", "))
 		}

@@ -26,6 +26,11 @@ func TestParse(t *testing.T) {
 			want: Credential{Name: "zerodha", Mount: "secret", Path: "partners/acme/zerodha", Format: FormatFiles},
 		},
 		{
+			name: "optional=false",
+			spec: "a=secret/x;optional=false",
+			want: Credential{Name: "a", Mount: "secret", Path: "x", Format: FormatFiles},
+		},
+		{
 			name: "every option",
 			spec: "binance=kv/partners/acme/binance;transit=partner-keys;context=acme;fields=api_key,api_secret;format=env;optional",
 			want: Credential{Name: "binance", Mount: "kv", Path: "partners/acme/binance", TransitKey: "partner-keys",
@@ -43,7 +48,8 @@ func TestParse(t *testing.T) {
 		{name: "duplicate option", spec: "a=secret/x;format=env;format=json", wantErr: "given twice"},
 		{name: "field traversal", spec: "a=secret/x;fields=../etc", wantErr: "field \"../etc\""},
 		{name: "duplicate field", spec: "a=secret/x;fields=k,k", wantErr: "listed twice"},
-		{name: "optional with value", spec: "a=secret/x;optional=no", wantErr: "optional takes no value"},
+		{name: "optional with a bad value", spec: "a=secret/x;optional=no", wantErr: "allowed no value, true or false"},
+		{name: "options count toward the size cap", spec: "a=secret/x;format=env;fields=" + strings.Repeat("f", 5000), wantErr: "longer than 4096 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

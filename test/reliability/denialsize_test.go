@@ -1,9 +1,3 @@
-//go:build reliability_findings
-
-// Open finding (see the report for issue 8): this test fails against the
-// current code and is kept out of `make test` until the owner fixes it. Run
-// it with: go test -tags reliability_findings -run TestWebhookDenialSize ./test/reliability/
-
 package reliability
 
 import (

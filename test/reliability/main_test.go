@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -64,7 +63,7 @@ func TestMain(m *testing.M) {
 func goBuild(ctx context.Context, out, pkg string) error {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return fmt.Errorf("the go command must be on PATH to build the agent: %w", err)
 	}
 	root, err := filepath.Abs("../..")
 	if err != nil {

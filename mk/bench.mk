@@ -44,8 +44,3 @@ FUZZTIME ?= 60s
 fuzz: ## run every Fuzz* target for FUZZTIME (default 60s) each
 	@bench/fuzz.sh "$(GO)" "$(FUZZTIME)"
 
-# Open findings of the reliability suite: tests that fail against the
-# current code, kept out of `make test` by a build tag until fixed.
-.PHONY: reliability-findings
-reliability-findings: tools ## the reliability tests that document open bugs (expected to fail until fixed)
-	$(GO) test -count=1 -v -tags reliability_findings -run 'TestReadyMeansDelivered|TestWebhookDenialSize' ./test/reliability/

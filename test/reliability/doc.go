@@ -9,9 +9,12 @@
 //   - token expiry during an outage: a fresh login afterwards, no gap;
 //   - agent restart (SIGTERM and SIGKILL): files replaced cleanly, socket
 //     reclaimed, readers reconnect;
+//   - readiness means delivered: at the first 200 from /readyz every set is
+//     on the socket and written as files;
 //   - webhook under load with its certificate replaced mid-run;
-//   - bad input: hostile annotations, malformed AdmissionReviews, oversized
-//     headers, slowloris connections, unknown methods.
+//   - bad input: hostile annotations (and a readable denial for 500 of them),
+//     malformed AdmissionReviews, oversized headers, slowloris connections,
+//     unknown methods.
 //
 // Sizes: `make test` runs the CI size (the default, about a minute);
 // `make reliability` sets CREDLET_RELIABILITY=full (1,000 rotations, 60 s

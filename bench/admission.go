@@ -18,6 +18,24 @@ const (
 	admissionKVPrefix  = "secret/partners/bench"
 )
 
+// podNamePlaceholder is the Pod's name in admissionReview; distinctReview
+// replaces it to make every request's object different.
+const podNamePlaceholder = "bot-7d9f8c6b5-x2x7k"
+
+// distinctReview returns review with the n-th pod name: the same pod
+// otherwise, but different bytes, so no cache can answer it.
+func distinctReview(review []byte) func(n int64) []byte {
+	return func(n int64) []byte {
+		return bytes.Replace(review, []byte(podNamePlaceholder), fmt.Appendf(nil, "bot-7d9f8c6b5-%05d", n%100000), 1)
+	}
+}
+
+// distinctRequest is the POST of distinctReview's n-th review.
+func distinctRequest(path string, review []byte) func(n int64) []byte {
+	body := distinctReview(review)
+	return func(n int64) []byte { return postRequest(path, body(n)) }
+}
+
 // admissionReview is the one AdmissionReview both injectors get: a Pod
 // carrying credlet's label and annotations and the Vault Agent Injector's,
 // each injector acting on its own.
@@ -26,7 +44,7 @@ func admissionReview() []byte {
 		"apiVersion": "v1",
 		"kind":       "Pod",
 		"metadata": map[string]any{
-			"name":      "bot-7d9f8c6b5-x2x7k",
+			"name":      podNamePlaceholder,
 			"namespace": admissionNamespace,
 			"labels":    map[string]string{"app": "bot", "credlet.io/inject": "true"},
 			"annotations": map[string]string{
@@ -243,6 +261,7 @@ func (inj *injector) waitServing(ca *testCA, review []byte, timeout time.Duratio
 // admissionBench is one injector's row.
 type admissionBench struct {
 	load        loadResult
+	distinct    loadResult // every request a different pod
 	idle, after memInfo
 	binSize     int64
 	patchBytes  int
@@ -264,6 +283,10 @@ func benchInjector(ctx context.Context, inj *injector, binPath string, ca *testC
 	res.load = runLoad(ctx, loadSpec{
 		name: inj.name, clients: clients, warmup: 200, total: total, maxTime: 45 * time.Second,
 		dial: ca.tlsDialer(inj.addr), request: postRequest(inj.path, review), check: admissionFast,
+	})
+	res.distinct = runLoad(ctx, loadSpec{
+		name: inj.name + " distinct", clients: clients, warmup: 200, total: total, maxTime: 45 * time.Second,
+		dial: ca.tlsDialer(inj.addr), vary: distinctRequest(inj.path, review), check: admissionFast,
 	})
 	if res.after, err = readMem(inj.pid()); err != nil {
 		return res, err

@@ -61,6 +61,9 @@ func (h *conn) try(req []byte) (int, []byte, error) {
 			h.br.Reset(c)
 		}
 	}
+	// A server that stops answering fails the request instead of hanging
+	// the run.
+	_ = h.c.SetDeadline(time.Now().Add(requestTimeout))
 	if _, err := h.c.Write(req); err != nil {
 		h.close()
 		return 0, nil, fmt.Errorf("write: %w", err)
@@ -87,6 +90,9 @@ func isStale(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
+
+// requestTimeout bounds one request on a load connection.
+const requestTimeout = 30 * time.Second
 
 // getRequest builds a GET with optional extra header lines ("K: V").
 func getRequest(path string, headers ...string) []byte {
@@ -117,6 +123,9 @@ type loadSpec struct {
 	maxTime time.Duration
 	dial    func() (net.Conn, error)
 	request []byte
+	// vary, when set, gives the request for the n-th send instead (n counts
+	// every request of the run, warm-up included).
+	vary func(n int64) []byte
 	// check validates a response; a non-nil error counts as a failed request.
 	check func(status int, body []byte) error
 }
@@ -162,15 +171,19 @@ func runLoad(ctx context.Context, spec loadSpec) loadResult {
 	}
 	ready.Add(spec.clients)
 	done.Add(spec.clients)
-	var redials atomic.Int64
+	var redials, sends atomic.Int64
 	for range spec.clients {
 		go func() {
 			defer done.Done()
 			c := newConn(spec.dial)
 			defer func() { redials.Add(int64(c.redials)); c.close() }()
 			one := func() (time.Duration, bool) {
+				req := spec.request
+				if spec.vary != nil {
+					req = spec.vary(sends.Add(1))
+				}
 				t0 := time.Now()
-				status, body, err := c.do(spec.request)
+				status, body, err := c.do(req)
 				d := time.Since(t0)
 				if err == nil && spec.check != nil {
 					err = spec.check(status, body)
@@ -181,8 +194,9 @@ func runLoad(ctx context.Context, spec loadSpec) loadResult {
 				}
 				return d, true
 			}
+			warmEnd := time.Now().Add(spec.maxTime)
 			for range spec.warmup {
-				if ctx.Err() != nil {
+				if ctx.Err() != nil || time.Now().After(warmEnd) {
 					break
 				}
 				one()

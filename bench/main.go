@@ -318,6 +318,10 @@ func (b *bench) benchAdmission(ctx context.Context) {
 		}
 		res, err := benchInjector(ctx, inj, t.bin, ca, review, b.o.clients, b.o.admissions)
 		_ = inj.stop(5 * time.Second)
+		for _, l := range []loadResult{res.load, res.distinct} {
+			b.logf("  %s: %d admissions, p50 %s, p99 %s, %s, %d errors %s", l.name, len(l.lat),
+				fmtDur(l.p(0.5)), fmtDur(l.p(0.99)), fmtRate(l.perSecond()), l.errors, l.firstErr)
+		}
 		if err != nil {
 			b.errs["admission "+t.key] = err
 			continue

@@ -180,5 +180,19 @@ func TestWebhookBadInput(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
+		// And the server hangs up on them (its header read timeout) rather
+		// than holding them open.
+		deadline := time.Now().Add(15 * time.Second)
+		open := 0
+		buf := make([]byte, 256)
+		for _, c := range conns {
+			_ = c.SetReadDeadline(deadline)
+			if _, err := c.Read(buf); isTimeout(err) {
+				open++
+			}
+		}
+		if open > 0 {
+			t.Errorf("%d of %d slow connections still open 15 s after their first bytes", open, n)
+		}
 	})
 }

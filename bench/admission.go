@@ -196,7 +196,7 @@ func startVaultK8s(bin, dir string, ca *testCA, vaultAddr string) (*injector, er
 		return nil, err
 	}
 	for name, content := range map[string][]byte{
-		"token": []byte("FAKE-service-account-token"), "ca.crt": ca.pem, "namespace": []byte("vault-bench"),
+		"token": []byte("FAKE-service-account-token"), "ca.crt": ca.PEM, "namespace": []byte("vault-bench"),
 	} {
 		if err := os.WriteFile(filepath.Join(sa, name), content, 0o600); err != nil {
 			return nil, err

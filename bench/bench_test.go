@@ -129,8 +129,11 @@ func TestScanMemorySelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := after.copies - before.copies; got != 3 {
-		t.Errorf("found %d new copies, want 3 (before %d, after %d)", got, before.copies, after.copies)
+	// The planted three must all be found; the scan's own transient buffers
+	// (a chunk read from /proc/self/mem that still holds the needle) may add
+	// one or two more, which is why this is a range and not an equality.
+	if got := after.copies - before.copies; got < 3 || got > 5 {
+		t.Errorf("found %d new copies, want 3 (up to 2 more from the scan's own buffers; before %d, after %d)", got, before.copies, after.copies)
 	}
 	if after.scanned == 0 {
 		t.Error("nothing scanned")

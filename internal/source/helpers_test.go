@@ -52,36 +52,7 @@ func setupVault(v *testenv.Vault) error {
 	return v.WritePolicy("credlet-agent", agentPolicy)
 }
 
-// opCounter counts requests by operation (vault.Observer).
-type opCounter struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (o *opCounter) observe(op string, _ int, _ time.Duration) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.n == nil {
-		o.n = map[string]int{}
-	}
-	o.n[op]++
-}
-
-func (o *opCounter) get(op string) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.n[op]
-}
-
-func (o *opCounter) total() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	n := 0
-	for _, v := range o.n {
-		n += v
-	}
-	return n
-}
+type opCounter = testenv.OpCounter
 
 // rig is one source under test with everything it talks to.
 type rig struct {
@@ -129,7 +100,7 @@ func newRig(t *testing.T, spec string, o rigOpts) *rig {
 		o.method = auth.Token(o.vault.RootToken)
 	}
 	r := &rig{t: t, v: o.vault, cred: cred, met: metrics.New(), ops: &opCounter{}}
-	r.client, err = vault.NewClient(vault.ClientConfig{Addr: o.addr, Timeout: o.timeout, Metrics: r.met, Observer: r.ops.observe})
+	r.client, err = vault.NewClient(vault.ClientConfig{Addr: o.addr, Timeout: o.timeout, Metrics: r.met, Observer: r.ops.Observe})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ func outage(t *testing.T, v *testenv.Vault, addr string, dur time.Duration, down
 	r.waitVersion(1, 10*time.Second)
 	time.Sleep(refresh)
 	baseG, baseC := runtime.NumGoroutine(), conns(t, port)
-	reqs := r.ops.total()
+	reqs := r.ops.Total()
 
 	down()
 	end := time.Now().Add(dur)
@@ -103,7 +103,7 @@ func outage(t *testing.T, v *testenv.Vault, addr string, dur time.Duration, down
 		time.Sleep(250 * time.Millisecond)
 	}
 	lastErr := r.lastError()
-	during := r.ops.total() - reqs
+	during := r.ops.Total() - reqs
 	up()
 	resumed := time.Now()
 

@@ -69,7 +69,7 @@ func TestTransitDerivedKeys(t *testing.T) {
 	if v != 1 || f["api_key"] != "FAKE-plain-key" || f["api_secret"] != "FAKE-acme-secret" || f["access_token"] != "FAKE-acme-token" {
 		t.Fatalf("served %d %v", v, f)
 	}
-	if n := r.ops.get("transit_decrypt"); n != 1 {
+	if n := r.ops.Get("transit_decrypt"); n != 1 {
 		t.Fatalf("%d transit calls for two ciphertext fields, want one batch", n)
 	}
 
@@ -87,9 +87,9 @@ func TestTransitDerivedKeys(t *testing.T) {
 	if e := r.lastError(); !strings.Contains(e, "decrypt") || strings.Contains(e, "FAKE") {
 		t.Errorf("last error %q: want a decrypt failure without values", e)
 	}
-	reads, decrypts := r.ops.get("kv_read"), r.ops.get("transit_decrypt")
+	reads, decrypts := r.ops.Get("kv_read"), r.ops.Get("transit_decrypt")
 	r.poll()
-	if r.ops.get("kv_read") != reads || r.ops.get("transit_decrypt") != decrypts || r.rotations(metrics.RotationDecryptFailed) != 1 {
+	if r.ops.Get("kv_read") != reads || r.ops.Get("transit_decrypt") != decrypts || r.rotations(metrics.RotationDecryptFailed) != 1 {
 		t.Error("a version that cannot decrypt was fetched again")
 	}
 	if r.lastError() == "" {
@@ -131,8 +131,8 @@ func TestDeletedAndDestroyedVersions(t *testing.T) {
 	if e := r.lastError(); !strings.Contains(e, "deleted") || !strings.Contains(e, "serving version 1") {
 		t.Errorf("last error %q", e)
 	}
-	if r.ops.get("kv_read") != 1 {
-		t.Errorf("kv reads = %d: a deleted version's data was read", r.ops.get("kv_read"))
+	if r.ops.Get("kv_read") != 1 {
+		t.Errorf("kv reads = %d: a deleted version's data was read", r.ops.Get("kv_read"))
 	}
 
 	v3 := putKV(t, tv, path, map[string]any{"api_key": "FAKE-3"})
@@ -186,7 +186,7 @@ func TestRequiredFields(t *testing.T) {
 		t.Errorf("last error %q", e)
 	}
 	r.poll()
-	if r.ops.get("kv_read") != 1 || r.rotations(metrics.RotationInvalid) != 1 {
+	if r.ops.Get("kv_read") != 1 || r.rotations(metrics.RotationInvalid) != 1 {
 		t.Error("an invalid version was fetched again")
 	}
 	putKV(t, tv, path, map[string]any{"api_key": "FAKE-2", "api_secret": ""})
@@ -301,13 +301,13 @@ func TestSteadyStateOneRequestPerRefresh(t *testing.T) {
 	putKV(t, tv, path, map[string]any{"api_key": "FAKE", "api_secret": encrypt(t, tv, key, "acme", "FAKE-s")})
 	r := newRig(t, "zerodha=secret/"+path+";transit="+key+";context=acme", rigOpts{fake: true})
 	r.start()
-	before := r.ops.total()
+	before := r.ops.Total()
 	const n = 20
 	for range n {
 		r.poll()
 	}
-	if got := r.ops.total() - before; got != n || r.ops.get("kv_metadata") != n {
-		t.Fatalf("%d requests for %d refreshes (kv_metadata %d), want exactly one metadata read each", got, n, r.ops.get("kv_metadata"))
+	if got := r.ops.Total() - before; got != n || r.ops.Get("kv_metadata") != n {
+		t.Fatalf("%d requests for %d refreshes (kv_metadata %d), want exactly one metadata read each", got, n, r.ops.Get("kv_metadata"))
 	}
 	if r.status().LastError != "" {
 		t.Errorf("last error %q", r.lastError())

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,26 +25,7 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// opCounter counts requests by operation.
-type opCounter struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (o *opCounter) observe(op string, _ int, _ time.Duration) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.n == nil {
-		o.n = map[string]int{}
-	}
-	o.n[op]++
-}
-
-func (o *opCounter) get(op string) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.n[op]
-}
+type opCounter = testenv.OpCounter
 
 func newClient(t *testing.T, addr string, obs vault.Observer) *api.Client {
 	t.Helper()
@@ -159,14 +139,14 @@ func TestAppRoleWrappedSecretID(t *testing.T) {
 	ctx := context.Background()
 
 	var ops opCounter
-	c := newClient(t, "", ops.observe)
+	c := newClient(t, "", ops.Observe)
 	m := auth.AppRole("approle", roleFile, secretFile, true)
 	for i := range 2 {
 		if _, err := m.Login(ctx, c); err != nil {
 			t.Fatalf("login %d: %v", i+1, err)
 		}
 	}
-	if n := ops.get(vault.OpUnwrap); n != 1 {
+	if n := ops.Get(vault.OpUnwrap); n != 1 {
 		t.Fatalf("unwrapped %d times for two logins, want once", n)
 	}
 
@@ -181,7 +161,7 @@ func TestAppRoleWrappedSecretID(t *testing.T) {
 	if _, err := m.Login(ctx, c); err != nil {
 		t.Fatalf("login after the file changed: %v", err)
 	}
-	if n := ops.get(vault.OpUnwrap); n != 2 {
+	if n := ops.Get(vault.OpUnwrap); n != 2 {
 		t.Fatalf("unwraps = %d after a new token, want 2", n)
 	}
 }

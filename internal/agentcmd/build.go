@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/credlet/credlet/internal/creds"
 	"github.com/credlet/credlet/internal/filesource"
 	"github.com/credlet/credlet/internal/notify"
 	"github.com/credlet/credlet/internal/sink/file"
@@ -50,7 +51,7 @@ func (a *agent) build(ctx context.Context) error {
 		return err
 	}
 
-	uid, _ := ownIDs()
+	uid := uint32(os.Getuid())
 	if cfg.SecretsDir != "" {
 		sink, err := file.New(st, cfg.Credentials, file.Options{
 			Dir: cfg.SecretsDir, UID: cfg.FileUID, GID: cfg.FileGID, Mode: cfg.FileMode,
@@ -191,18 +192,11 @@ func (a *agent) once(ctx context.Context) error {
 }
 
 // devToken reads the dev-only token: --vault-token-file, VAULT_TOKEN or
-// ~/.vault-token.
+// ~/.vault-token, looked up as the operator CLI does.
 func devToken(file string) (string, error) {
-	if file == "" {
-		if t := os.Getenv("VAULT_TOKEN"); t != "" {
-			return t, nil
-		}
-		home, _ := os.UserHomeDir()
-		file = home + "/.vault-token"
-	}
-	b, err := os.ReadFile(file)
+	tok, err := creds.VaultToken(file, osGetenv)
 	if err != nil {
-		return "", usageError("--auth token needs --vault-token-file, VAULT_TOKEN or ~/.vault-token: %v", err)
+		return "", usageError("--auth token: %v", err)
 	}
-	return strings.TrimSpace(string(b)), nil
+	return tok, nil
 }

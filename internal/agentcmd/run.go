@@ -275,6 +275,3 @@ func (a *agent) serveHTTP(ctx context.Context) error {
 		return fmt.Errorf("metrics server: %w", err)
 	}
 }
-
-// ownIDs is the agent's own uid/gid, the default owner and peer.
-func ownIDs() (uint32, uint32) { return uint32(os.Getuid()), uint32(os.Getgid()) }

@@ -52,7 +52,7 @@ func NewVault(cfg VaultConfig) (*Vault, error) {
 	if u, err := url.Parse(cfg.Addr); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, usage(fmt.Sprintf("--vault-addr %q: want http(s)://HOST:PORT", cfg.Addr))
 	}
-	token, err := vaultToken(cfg.TokenFile, getenv)
+	token, err := VaultToken(cfg.TokenFile, getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +80,9 @@ func NewVault(cfg VaultConfig) (*Vault, error) {
 	return &Vault{c: c, addr: cfg.Addr, transit: strings.Trim(transit, "/"), mounts: map[string]error{}}, nil
 }
 
-func vaultToken(file string, getenv func(string) string) (string, error) {
+// VaultToken finds the operator's (or a dev agent's) Vault token: the file
+// if given, else VAULT_TOKEN, else ~/.vault-token. Errors wrap ErrUsage.
+func VaultToken(file string, getenv func(string) string) (string, error) {
 	if file == "" {
 		if t := getenv("VAULT_TOKEN"); t != "" {
 			return strings.TrimSpace(t), nil

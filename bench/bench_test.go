@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -182,5 +185,42 @@ func TestFmt(t *testing.T) {
 	}
 	if !slices.Equal([]string{lowerBetter(1, 10), higherBetter(10, 1)}, []string{"10.0×", "10.0×"}) {
 		t.Errorf("ratios: %s %s", lowerBetter(1, 10), higherBetter(10, 1))
+	}
+}
+
+// TestConnReadsResponses drives the load tool's client against net/http:
+// fixed length, chunked, no body (304), and a server that closes.
+func TestConnReadsResponses(t *testing.T) {
+	big := strings.Repeat("fake-value-", 2000) // past net/http's buffer: chunked
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/small":
+			w.Header().Set("Content-Length", "5")
+			io.WriteString(w, "hello")
+		case "/chunked":
+			io.WriteString(w, big)
+		case "/304":
+			w.WriteHeader(http.StatusNotModified)
+		case "/close":
+			w.Header().Set("Connection", "close")
+			io.WriteString(w, "bye")
+		}
+	}))
+	defer srv.Close()
+	c := newConn(tcpDialer(srv.Listener.Addr().String()))
+	defer c.close()
+	for _, tc := range []struct {
+		path   string
+		status int
+		body   string
+	}{{"/small", 200, "hello"}, {"/chunked", 200, big}, {"/304", 304, ""}, {"/small", 200, "hello"},
+		{"/close", 200, "bye"}, {"/small", 200, "hello"}} {
+		status, body, err := c.do(getRequest(tc.path))
+		if err != nil || status != tc.status || string(body) != tc.body {
+			t.Fatalf("%s: status %d, %d-byte body, err %v; want %d and %d bytes", tc.path, status, len(body), err, tc.status, len(tc.body))
+		}
+	}
+	if c.redials != 0 {
+		t.Errorf("redials %d: a closed connection should be redialled before the next request, not after a failure", c.redials)
 	}
 }

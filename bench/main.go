@@ -27,6 +27,7 @@ type options struct {
 	admissions  int
 	clients     int
 	budget      time.Duration
+	only        string // "", "reads" or "admission": one phase, for a quick look
 }
 
 func main() {
@@ -42,8 +43,13 @@ func main() {
 	flag.IntVar(&o.startRuns, "start-runs", 10, "credlet starts for start→first credential (Vault Agent: half as many, at least 3)")
 	flag.IntVar(&o.admissions, "admissions", 20_000, "measured admissions per injector")
 	flag.IntVar(&o.clients, "clients", 8, "concurrent keep-alive clients for reads and admissions")
+	flag.StringVar(&o.only, "only", "", "run one phase only, reads or admission, for a quick look (other rows read \"not run\")")
 	flag.DurationVar(&o.budget, "budget", 9*time.Minute+30*time.Second, "hard limit for the whole run")
 	flag.Parse()
+	if o.only != "" && o.only != "reads" && o.only != "admission" {
+		fmt.Fprintf(os.Stderr, "bench: -only %q: want reads or admission\n", o.only)
+		os.Exit(2)
+	}
 	if o.vaultK8sBin == "" {
 		if dir, err := testenv.ToolsDir(); err == nil {
 			o.vaultK8sBin = filepath.Join(dir, "vault-k8s")
@@ -166,6 +172,20 @@ func (b *bench) run(ctx context.Context) error {
 	b.logf("starting Vault (%s)", b.vault)
 	if b.e, err = newEnv(ctx, b.dir); err != nil {
 		return fmt.Errorf("vault: %w", err)
+	}
+	switch b.o.only {
+	case "admission":
+		b.benchAdmission(ctx)
+		return nil
+	case "reads":
+		if err := b.startAgents(); err != nil {
+			return err
+		}
+		if err := b.e.vault.DisableFileAudit(b.e.auditPath); err != nil {
+			return err
+		}
+		b.benchReads(ctx)
+		return nil
 	}
 
 	b.logf("start → first credential: %d credlet starts, %d Vault Agent starts", b.o.startRuns, max(3, b.o.startRuns/2))

@@ -3,7 +3,9 @@ package credspec
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -123,4 +125,28 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip differs: %+v vs %+v", again, c)
 		}
 	})
+}
+
+// TestValidNameMatchesItsGrammar checks the hand-written name check against
+// the grammar it implements, written as a regexp, on edge cases and on
+// random strings over an alphabet that hits every branch.
+func TestValidNameMatchesItsGrammar(t *testing.T) {
+	grammar := regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$`)
+	cases := []string{"", "a", "0", "-", "_", "a-", "-a", "a_b", "a--b", "A", "aB", "a.b", "a/b", "é",
+		strings.Repeat("a", 63), strings.Repeat("a", 64), "a" + strings.Repeat("-", 61) + "b", "a\x00"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "az09-_A./\x00é"
+	for range 20000 {
+		b := make([]byte, rng.IntN(70))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		cases = append(cases, string(b))
+	}
+	for _, name := range cases {
+		want := grammar.MatchString(name)
+		if got := ValidateName(name) == nil; got != want {
+			t.Fatalf("ValidateName(%q) accepts=%v, the grammar says %v", name, got, want)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package socketapi
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -20,7 +21,12 @@ type conn struct {
 	peer peer
 	src  connReader
 	r    *bufio.Reader
-	hdr  []byte // response head, reused
+	hdr  []byte    // response head, reused
+	iov  [2][]byte // head and body for writev, reused
+	wv   net.Buffers
+
+	// The deadlines armed on nc (zero: none), owned by serve's goroutine.
+	readDeadline, writeDeadline time.Time
 
 	mu   sync.Mutex
 	idle bool // waiting for a request: shutdown may close it at once
@@ -28,6 +34,11 @@ type conn struct {
 
 // connReader feeds the bufio.Reader: a byte read by the long-poll watcher
 // first, then the connection.
+//
+// (Tried and dropped: skipping the read that fails with EAGAIN after each
+// answer by waiting on the poller first through syscall.RawConn. RawConn's
+// Read resets the poller's readiness before it waits, so a request that
+// arrived in between was not seen until the idle deadline.)
 type connReader struct {
 	nc      net.Conn
 	pending []byte
@@ -70,7 +81,10 @@ func (c *conn) serve(ctx context.Context) {
 			return // closed, idle too long, or shutting down
 		}
 		c.setIdle(false)
-		_ = c.nc.SetReadDeadline(time.Now().Add(readHeaderTimeout))
+		if !c.headBuffered() {
+			// The head came in pieces: the rest must follow soon.
+			c.setReadDeadline(time.Now().Add(readHeaderTimeout))
+		}
 		err := readRequest(c.r, &req)
 		if err != nil {
 			var bad *errBadRequest
@@ -83,7 +97,6 @@ func (c *conn) serve(ctx context.Context) {
 			}
 			return
 		}
-		_ = c.nc.SetReadDeadline(time.Time{})
 		rctx, stop := c.watch(ctx, &req)
 		resp := c.s.handle(rctx, &req, c.peer)
 		gone := stop()
@@ -107,8 +120,46 @@ func (c *conn) waitIdle(ctx context.Context) bool {
 		return false
 	}
 	c.idle = true
-	_ = c.nc.SetReadDeadline(time.Now().Add(idleTimeout))
+	c.extendReadDeadline(idleTimeout)
 	return true
+}
+
+// Deadlines. Moving a deadline is a runtime timer update, and a request
+// would move one three or four times (idle, head, write), which showed
+// up in the read benchmark. So the connection remembers what is armed and
+// only moves a deadline when it matters: the idle and write deadlines are
+// pushed forward at most once per deadlineSlack (they fire up to that much
+// early, never late), and the head deadline is armed only when a head did
+// not arrive in one piece.
+const deadlineSlack = time.Second
+
+func (c *conn) setReadDeadline(t time.Time) {
+	c.readDeadline = t
+	_ = c.nc.SetReadDeadline(t)
+}
+
+// extendReadDeadline makes the read deadline about d from now.
+func (c *conn) extendReadDeadline(d time.Duration) {
+	want := time.Now().Add(d)
+	if c.readDeadline.IsZero() || c.readDeadline.Before(want.Add(-deadlineSlack)) || c.readDeadline.After(want) {
+		c.setReadDeadline(want)
+	}
+}
+
+// extendWriteDeadline makes the write deadline about d from now.
+func (c *conn) extendWriteDeadline(d time.Duration) {
+	want := time.Now().Add(d)
+	if c.writeDeadline.IsZero() || c.writeDeadline.Before(want.Add(-deadlineSlack)) {
+		c.writeDeadline = want
+		_ = c.nc.SetWriteDeadline(want)
+	}
+}
+
+// headBuffered reports whether a whole request head is already buffered,
+// so reading it needs no further read from the connection.
+func (c *conn) headBuffered() bool {
+	b, _ := c.r.Peek(c.r.Buffered())
+	return bytes.Contains(b, []byte("\r\n\r\n"))
 }
 
 func (c *conn) setIdle(idle bool) {
@@ -134,6 +185,8 @@ func (c *conn) watch(ctx context.Context, req *httpRequest) (context.Context, fu
 	if !isLongPoll(req) || c.r.Buffered() > 0 {
 		return ctx, func() bool { return false }
 	}
+	// The watcher waits as long as the poll does: no idle deadline.
+	c.setReadDeadline(time.Time{})
 	wctx, cancel := context.WithCancel(ctx)
 	type result struct {
 		b   byte
@@ -151,9 +204,9 @@ func (c *conn) watch(ctx context.Context, req *httpRequest) (context.Context, fu
 	}()
 	return wctx, func() bool {
 		defer cancel()
-		_ = c.nc.SetReadDeadline(time.Now()) // interrupt the watcher
+		c.setReadDeadline(time.Now()) // interrupt the watcher
 		r := <-res
-		_ = c.nc.SetReadDeadline(time.Time{})
+		c.setReadDeadline(time.Time{})
 		if r.n == 1 {
 			c.src.pending = append(c.src.pending[:0], r.b)
 			return false
@@ -171,8 +224,9 @@ func isLongPoll(req *httpRequest) bool {
 }
 
 // write sends the answer in one writev: the head from ordinary memory, the
-// body straight from where it lives (locked scratch for values), then wipes
-// the scratch. It reports whether the connection may carry on.
+// body straight from where it lives (a version's locked rendering for
+// values), then lets go of the version. It reports whether the connection
+// may carry on.
 func (c *conn) write(req *httpRequest, r response, closeAfter bool) bool {
 	defer c.s.releaseBody(&r)
 	c.s.count(r.status)
@@ -207,12 +261,14 @@ func (c *conn) write(req *httpRequest, r response, closeAfter bool) bool {
 	}
 	h = append(h, "\r\n"...)
 	c.hdr = h
-	bufs := net.Buffers{h}
+	c.iov[0], c.iov[1] = h, nil
+	c.wv = c.iov[:1]
 	if req.method != http.MethodHead && r.status != http.StatusNotModified && len(r.body) > 0 {
-		bufs = append(bufs, r.body)
+		c.wv = append(c.wv, r.body)
 	}
-	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if _, err := bufs.WriteTo(c.nc); err != nil {
+	defer func() { c.iov[1], c.wv = nil, nil }() // no reference to a released body
+	c.extendWriteDeadline(writeTimeout)
+	if _, err := c.wv.WriteTo(c.nc); err != nil {
 		return false
 	}
 	// Unread request bytes do not discard an answer on a Unix socket: a
@@ -220,10 +276,10 @@ func (c *conn) write(req *httpRequest, r response, closeAfter bool) bool {
 	return !closeAfter
 }
 
-// releaseBody wipes and returns a scratch body.
+// releaseBody lets go of the version a body belongs to.
 func (s *Server) releaseBody(r *response) {
-	if r.scratch != nil {
-		s.scratch.put(r.scratch, len(r.body))
-		r.scratch, r.body = nil, nil
+	if r.set != nil {
+		r.set.Release()
+		r.set, r.body = nil, nil
 	}
 }

@@ -35,9 +35,10 @@
 // Why not net/http: its per-connection, pooled write buffers kept a copy of
 // every answer, so the plaintext copies in the agent's memory grew with the
 // number of connections (45 after 100,000 reads over 8 connections, 0
-// before); it also spent twice the CPU per read. Here an answer holding
-// values is encoded from the store's locked views into a locked scratch
-// buffer, written with one writev(2) together with its head, and wiped: no
-// Go heap copy of a value at any point. Values never reach logs, metrics or
-// audit records.
+// before); it also spent twice the CPU per read. Here each version's answer
+// is rendered once, on its first read, from the store's locked views into a
+// locked buffer the version owns (store.Set.Rendered), and every read of
+// that version is one writev(2) of the head and that buffer; the buffer is
+// wiped and freed with the version. No Go heap copy of a value at any point.
+// Values never reach logs, metrics or audit records.
 package socketapi

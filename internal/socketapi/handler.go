@@ -18,14 +18,14 @@ import (
 
 // response is an answer ready to be written.
 type response struct {
-	status  int
-	etag    int  // > 0: ETag "<etag>"
-	json    bool // Content-Type: application/json
-	allow   bool // Allow: GET, HEAD (405)
-	close   bool // Connection: close
-	body    []byte
-	length  int               // Content-Length when body is nil (HEAD of a credential)
-	scratch *securemem.Buffer // body lives here: wiped and returned after the write
+	status int
+	etag   int  // > 0: ETag "<etag>"
+	json   bool // Content-Type: application/json
+	allow  bool // Allow: GET, HEAD (405)
+	close  bool // Connection: close
+	body   []byte
+	length int        // Content-Length when body is nil (HEAD of a credential)
+	set    *store.Set // body is this set's rendering: released after the write
 }
 
 var errWaitTimeout = errors.New("long poll timed out")
@@ -94,17 +94,22 @@ func (s *Server) get(ctx context.Context, req *httpRequest, pr request, p peer) 
 	if set == nil { // long poll timed out: nothing new
 		return s.notModified(pr.name)
 	}
-	defer set.Release()
 	if !pr.wait && etagMatches(req.ifNoneMatch, set.Version()) {
+		set.Release()
 		return s.notModified(pr.name)
 	}
-	r, err := s.encodeSet(set, req.method == http.MethodHead)
+	body, err := set.Rendered(renderSet)
 	if err != nil {
+		set.Release()
 		return s.fail(&apiError{http.StatusServiceUnavailable, "not_ready", "encoding the answer failed: " + err.Error()})
 	}
-	if req.method == http.MethodGet {
-		s.audit.ObserveRead(p.Peer, set.Name(), set.Version())
+	r := response{status: http.StatusOK, etag: set.Version(), json: true, length: len(body)}
+	if req.method == http.MethodHead {
+		set.Release()
+		return r
 	}
+	s.audit.ObserveRead(p.Peer, set.Name(), set.Version())
+	r.body, r.set = body, set // the set is released once the body is written
 	return r
 }
 
@@ -183,10 +188,11 @@ func (s *Server) notModified(name string) response {
 	return r
 }
 
-// encodeSet encodes {"name","version","fields","fetched_at","expires_at"?}
-// from the set's locked views into a locked scratch buffer. For HEAD only
-// the length is computed.
-func (s *Server) encodeSet(set *store.Set, head bool) (response, error) {
+// renderSet renders a version's answer, {"name","version","fields",
+// "fetched_at","expires_at"?}, from the set's locked views into locked
+// memory. It runs once per version (store.Set.Rendered): every GET of that
+// version is then one writev straight from this buffer.
+func renderSet(set *store.Set) (*securemem.Buffer, error) {
 	var preArr [160]byte
 	pre := append(preArr[:0], `{"name":"`...)
 	pre = append(pre, set.Name()...) // a validated name: nothing to escape
@@ -204,25 +210,19 @@ func (s *Server) encodeSet(set *store.Set, head bool) (response, error) {
 	}
 	suf = append(suf, "}\n"...)
 	n := len(pre) + set.FieldsJSONLen() + len(suf)
-	r := response{status: http.StatusOK, etag: set.Version(), json: true}
-	if head {
-		r.length = n
-		return r, nil
-	}
-	buf, err := s.scratch.get(n)
+	buf, err := securemem.New(n)
 	if err != nil {
-		return r, err
+		return nil, err
 	}
 	w := buf.Writer(n)
 	_, _ = w.Write(pre)
 	_ = set.WriteFieldsJSON(w)
 	_, _ = w.Write(suf)
 	if w.Err() != nil || len(w.Bytes()) != n {
-		s.scratch.put(buf, len(w.Bytes()))
-		return r, fmt.Errorf("answer is not the %d bytes computed: %v", n, w.Err())
+		buf.Free()
+		return nil, fmt.Errorf("answer is not the %d bytes computed: %v", n, w.Err())
 	}
-	r.body, r.scratch = w.Bytes(), buf
-	return r, nil
+	return buf, nil
 }
 
 type listItem struct {

@@ -59,7 +59,6 @@ type Server struct {
 	clock     clock.Clock
 	maxWait   time.Duration
 	codes     map[int]prometheus.Counter // SocketRequests by status, resolved once
-	scratch   *scratchPool
 }
 
 // New checks the options and returns a Server. Run creates the socket. With
@@ -80,7 +79,6 @@ func New(st *store.Store, opts Options) (*Server, error) {
 	s := &Server{
 		st: st, path: opts.Path, allowUIDs: opts.AllowUIDs, allowGIDs: opts.AllowGIDs,
 		log: opts.Logger, m: opts.Metrics, audit: opts.Audit, clock: opts.Clock, maxWait: opts.MaxWait,
-		scratch: newScratchPool(),
 	}
 	if len(s.allowUIDs) == 0 && len(s.allowGIDs) == 0 {
 		s.allowUIDs = []uint32{uint32(os.Getuid())}
@@ -113,7 +111,6 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	defer s.removeSocket(created)
-	defer s.scratch.close()
 	s.log.Info("socket listening", "path", s.path, "allow_uids", s.allowUIDs, "allow_gids", s.allowGIDs)
 
 	var (

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,12 @@ type Set struct {
 	keys      []string  // names[i] JSON-encoded with its colon: "name":
 	offs      []int     // names[i]'s value is buf[offs[i]:offs[i+1]]
 	buf       *securemem.Buffer
+
+	// rendered is the one rendering of this version readers share
+	// (Rendered): locked memory, wiped and freed with buf.
+	renderOnce sync.Once
+	rendered   *securemem.Buffer
+	renderErr  error
 
 	// refs counts the store's own reference (while current or previous) plus
 	// one per Acquire. At zero the buffer is wiped and freed.
@@ -120,7 +127,22 @@ func (s *Set) Each(fn func(name string, value []byte)) {
 func (s *Set) Release() {
 	if s.refs.Add(-1) == 0 {
 		s.buf.Free()
+		s.rendered.Free()
 	}
+}
+
+// Rendered returns this version rendered by render, which runs once per
+// version: the first caller renders into a locked buffer it allocates and
+// hands over, later callers share the result. The set owns the buffer from
+// then on and wipes and frees it with the values. The slice is valid until
+// the caller's Release. A set has one rendering: every caller must pass the
+// same render. A failed render is not retried for this version.
+func (s *Set) Rendered(render func(*Set) (*securemem.Buffer, error)) ([]byte, error) {
+	s.renderOnce.Do(func() { s.rendered, s.renderErr = render(s) })
+	if s.renderErr != nil {
+		return nil, s.renderErr
+	}
+	return s.rendered.Bytes(), nil
 }
 
 // tryRef takes a reference unless the set is already being freed.

@@ -44,7 +44,7 @@ type Watcher struct {
 	mu      sync.Mutex // guards lastRaw
 	lastRaw []byte
 	updated chan struct{}
-	started chan struct{} // closed once Run watches (tests wait on it)
+	started chan struct{} // closed once Run watches
 }
 
 // New loads the pair once; an error here means the injector cannot serve.
@@ -115,6 +115,9 @@ func (w *Watcher) reload() (changed bool, err error) {
 	}
 	return true, nil
 }
+
+// Started is closed once Run is watching: a change made after it is seen.
+func (w *Watcher) Started() <-chan struct{} { return w.started }
 
 // Run watches until ctx is cancelled, then returns nil.
 func (w *Watcher) Run(ctx context.Context) error {

@@ -150,7 +150,7 @@ func TestReload(t *testing.T) {
 			<-w.Updated() // the initial load
 			first := w.Leaf().SerialNumber.String()
 			run(t, w)
-			<-w.started
+			<-w.Started()
 			for _, p := range pairs[1:] {
 				swap(p)
 				waitUpdated(t, w)
@@ -191,7 +191,7 @@ func TestBadPairKeepsOld(t *testing.T) {
 	<-w.Updated()
 	want := w.Leaf().SerialNumber.String()
 	run(t, w)
-	<-w.started
+	<-w.Started()
 	// the new certificate with the old key: a half-finished update
 	if err := os.WriteFile(cf, pairs[1].cert, 0o600); err != nil {
 		t.Fatal(err)

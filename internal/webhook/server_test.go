@@ -64,6 +64,11 @@ func startServer(t testing.TB, h Admitter, delay time.Duration) *testServer {
 	go func() { ts.done <- w.Run(ctx) }()
 	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
 	defer acancel()
+	select { // a test that swaps the certificate needs the watch in place
+	case <-w.Started():
+	case <-actx.Done():
+		t.Fatal("certificate watcher did not start")
+	}
 	addr, err := s.BoundAddr(actx)
 	if err != nil {
 		t.Fatal(err)

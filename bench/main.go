@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/credlet/credlet/internal/testenv"
 )
 
@@ -31,6 +33,9 @@ type options struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == floorArg {
+		os.Exit(floorMain(os.Args[2:]))
+	}
 	var o options
 	flag.StringVar(&o.agentBin, "agent", "bin/credlet-agent", "credlet-agent binary")
 	flag.StringVar(&o.injectorBin, "injector", "bin/credlet-injector", "credlet-injector binary")
@@ -130,6 +135,9 @@ type bench struct {
 	defaults   map[string][]time.Duration
 	reads      map[string]loadResult // at o.clients clients
 	reads1     map[string]loadResult // one client: unloaded latency
+	// floor and pinned: credlet next to a do-nothing server, unpinned and
+	// with the server on one CPU and the load generator on the other.
+	floor, pinned map[string]loadResult
 	admission  map[string]admissionBench
 	runEndedAt time.Time
 }
@@ -376,4 +384,62 @@ func (b *bench) benchReads(ctx context.Context) {
 		b.logf("  %s: %d reads at 1 client, p50 %s, p99 %s, %d errors", s.name, len(r.lat),
 			fmtDur(r.p(0.5)), fmtDur(r.p(0.99)), r.errors)
 	}
+	if err := b.benchFloor(ctx, specs[0], value); err != nil {
+		b.errs["floor"] = err
+	}
+}
+
+// benchFloor reads from credlet and from the floor (floor.go), first as the
+// other read rows do, then with each server pinned to CPU 0 and this
+// process to CPU 1, so the load generator no longer competes with the
+// server for a core.
+func (b *bench) benchFloor(ctx context.Context, credlet loadSpec, value []byte) error {
+	c := newConn(credlet.dial)
+	_, body, err := c.do(credlet.request)
+	c.close()
+	if err != nil {
+		return err
+	}
+	fp, sock, err := startFloor(b.dir, len(body))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = fp.stop(2 * time.Second) }()
+	floor := loadSpec{name: "floor", dial: unixDialer(sock), request: credlet.request, check: statusIs(200)}
+	credlet.check = statusIs(200, value)
+	b.floor, b.pinned = map[string]loadResult{}, map[string]loadResult{}
+	run := func(into map[string]loadResult, key string, s loadSpec, how string) {
+		s.clients, s.warmup, s.total, s.maxTime = b.o.clients, 250, b.o.reads, 60*time.Second
+		r := runLoad(ctx, s)
+		into[key] = r
+		b.logf("  %s%s: %d reads at %d clients, p50 %s, p99 %s, %s, %d errors", key, how, len(r.lat), s.clients,
+			fmtDur(r.p(0.5)), fmtDur(r.p(0.99)), fmtRate(r.perSecond()), r.errors)
+	}
+	run(b.floor, "floor", floor, "")
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		return err
+	}
+	if all.Count() < 2 || !all.IsSet(0) || !all.IsSet(1) {
+		return fmt.Errorf("pinned rows need CPUs 0 and 1; this process may use %d CPUs", all.Count())
+	}
+	defer func() { _ = pinProcess(0, all) }()
+	if err := pinProcess(0, cpuSet(1)); err != nil {
+		return fmt.Errorf("pin the load generator: %w", err)
+	}
+	for _, t := range []struct {
+		key  string
+		pid  int
+		spec loadSpec
+	}{{"credlet", b.credlet.pid(), credlet}, {"floor", fp.pid(), floor}} {
+		if err := pinProcess(t.pid, cpuSet(0)); err != nil {
+			return fmt.Errorf("pin %s: %w", t.key, err)
+		}
+		time.Sleep(2500 * time.Millisecond) // the runtimes adjust GOMAXPROCS to one CPU
+		run(b.pinned, t.key, t.spec, " pinned")
+		if err := pinProcess(t.pid, all); err != nil {
+			return fmt.Errorf("unpin %s: %w", t.key, err)
+		}
+	}
+	return nil
 }

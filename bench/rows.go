@@ -121,6 +121,31 @@ func (b *bench) readRows() {
 			fmtDurMD(a.p(0.5)) + " / " + fmtDurMD(a.p(0.99)), lowerBetter(float64(c1.p(0.5)), float64(a.p(0.5))),
 			fmt.Sprintf("%d reads each; errors: credlet %d, anchor %d; ratio of p50s", len(c1.lat), c1.errors, a.errors)})
 	}
+	b.floorRows()
+}
+
+// floorRows: credlet next to the do-nothing server (floor.go), as the read
+// rows run and pinned.
+func (b *bench) floorRows() {
+	if b.sectionErr("floor", "read next to the floor (a do-nothing server)") {
+		return
+	}
+	three := func(r loadResult) string {
+		return fmtDurMD(r.p(0.5)) + " / " + fmtDurMD(r.p(0.99)) + " / " + fmtRate(r.perSecond())
+	}
+	const anchor = "the floor: a do-nothing Go server"
+	if c, f := b.reads["credlet"], b.floor["floor"]; len(f.lat) > 0 {
+		b.rep.add(row{fmt.Sprintf("read p50 / p99 / per second, %d clients", b.o.clients), three(c), anchor, three(f),
+			lowerBetter(float64(c.p(0.5)), float64(f.p(0.5))),
+			fmt.Sprintf("the floor answers with a fixed body of credlet's size and does nothing else (floor.go): what any Go server reaches here with this client; credlet row as above; errors: floor %d; ratio of p50s", f.errors)})
+	}
+	if c, f := b.pinned["credlet"], b.pinned["floor"]; len(c.lat) > 0 && len(f.lat) > 0 {
+		need := float64(b.o.clients) / (30e-6) // Little's law: in flight / latency
+		b.rep.add(row{fmt.Sprintf("read p50 / p99 / per second, %d clients, server on CPU 0, load generator on CPU 1", b.o.clients), three(c), anchor, three(f),
+			lowerBetter(float64(c.p(0.5)), float64(f.p(0.5))),
+			fmt.Sprintf("each server pinned to one core, the load generator to the other; targets p50 ≤ 30 µs, p99 ≤ 200 µs, ≥ 40,000/s. With %d requests always in flight, mean latency = %d / throughput (Little's law), so p50 ≤ 30 µs needs about %s, more than the floor reaches; errors: credlet %d, floor %d; ratio of p50s",
+				b.o.clients, b.o.clients, fmtRate(need), c.errors, f.errors)})
+	}
 }
 
 func (b *bench) propagationRows() {

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The floor: the least any Go server can do for a keep-alive HTTP/1.1 read
+// on a Unix socket. It reads each request head and writes a fixed answer
+// of the same size as credlet's, with nothing else: no parsing beyond the
+// blank line, no peer check, no lookup, no audit, no metrics. Measured
+// with the same client in the same run, it shows how much of a read's
+// latency is the server's and how much is the machine's (system calls,
+// scheduler wake-ups, the load generator sharing the cores).
+//
+// It runs as a child process (the bench binary started with floorArg), so
+// it has its own runtime as the agent has.
+
+const floorArg = "-serve-floor"
+
+// serveFloor serves on path until killed; bodyLen is the answer's size.
+func serveFloor(path string, bodyLen int) error {
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return err
+	}
+	body := bytes.Repeat([]byte{'x'}, bodyLen)
+	answer := append([]byte("HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Type: application/json\r\nEtag: \"1\"\r\nContent-Length: "+
+		strconv.Itoa(bodyLen)+"\r\n\r\n"), body...)
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer c.Close()
+			r := bufio.NewReaderSize(c, 4096)
+			for {
+				for {
+					line, err := r.ReadSlice('\n')
+					if err != nil {
+						return
+					}
+					if len(line) <= 2 { // the blank line ending the head
+						break
+					}
+				}
+				if _, err := c.Write(answer); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// floorMain is main for the child: bench -serve-floor PATH BODYLEN.
+func floorMain(args []string) int {
+	if len(args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: credlet-bench -serve-floor SOCKET BODY_BYTES")
+		return 2
+	}
+	n, err := strconv.Atoi(args[1])
+	if err != nil || n < 0 {
+		fmt.Fprintf(os.Stderr, "bench floor: body size %q: want a byte count\n", args[1])
+		return 2
+	}
+	if err := serveFloor(args[0], n); err != nil {
+		fmt.Fprintln(os.Stderr, "bench floor:", err)
+		return 1
+	}
+	return 0
+}
+
+// startFloor starts the floor server as a child process and waits for its
+// socket.
+func startFloor(dir string, bodyLen int) (*proc, string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, "", err
+	}
+	sock := filepath.Join(dir, "floor.sock")
+	p, err := startProc("floor", filepath.Join(dir, "floor.log"), cleanEnv(), self, floorArg, sock, strconv.Itoa(bodyLen))
+	if err != nil {
+		return nil, "", err
+	}
+	if !waitFor(10*time.Second, 10*time.Millisecond, func() bool {
+		c, err := net.Dial("unix", sock)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}) {
+		_ = p.stop(time.Second)
+		return nil, "", fmt.Errorf("floor server did not listen: %s", p.logTail(300))
+	}
+	return p, sock, nil
+}
+
+// pinProcess sets the CPU affinity of every thread of pid (0: this
+// process) to set. Threads created later inherit it from their creator.
+// Go's runtime notices the change and adjusts GOMAXPROCS within about a
+// second.
+func pinProcess(pid int, set unix.CPUSet) error {
+	dir := "/proc/self/task"
+	if pid != 0 {
+		dir = fmt.Sprintf("/proc/%d/task", pid)
+	}
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("thread %d: %w", tid, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func cpuSet(cpus ...int) unix.CPUSet {
+	var set unix.CPUSet
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	return set
+}

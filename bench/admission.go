@@ -260,11 +260,14 @@ func (inj *injector) waitServing(ca *testCA, review []byte, timeout time.Duratio
 
 // admissionBench is one injector's row.
 type admissionBench struct {
-	load        loadResult
-	distinct    loadResult // every request a different pod
-	idle, after memInfo
-	binSize     int64
-	patchBytes  int
+	load     loadResult
+	distinct loadResult // every request a different pod
+	// The same two runs with the injector on CPU 0 and the load generator
+	// on CPU 1 (zero when the machine has no two CPUs to pin to).
+	pinned, pinnedDistinct loadResult
+	idle, after            memInfo
+	binSize                int64
+	patchBytes             int
 }
 
 // benchInjector measures inj on review with clients concurrent TLS
@@ -280,16 +283,24 @@ func benchInjector(ctx context.Context, inj *injector, binPath string, ca *testC
 	if res.idle, err = readMem(inj.pid()); err != nil {
 		return res, err
 	}
-	res.load = runLoad(ctx, loadSpec{
+	same := loadSpec{
 		name: inj.name, clients: clients, warmup: 200, total: total, maxTime: 45 * time.Second,
 		dial: ca.tlsDialer(inj.addr), request: postRequest(inj.path, review), check: admissionFast,
-	})
-	res.distinct = runLoad(ctx, loadSpec{
-		name: inj.name + " distinct", clients: clients, warmup: 200, total: total, maxTime: 45 * time.Second,
-		dial: ca.tlsDialer(inj.addr), vary: distinctRequest(inj.path, review), check: admissionFast,
-	})
+	}
+	distinct := same
+	distinct.name, distinct.request, distinct.vary = inj.name+" distinct", nil, distinctRequest(inj.path, review)
+	res.load = runLoad(ctx, same)
+	res.distinct = runLoad(ctx, distinct)
 	if res.after, err = readMem(inj.pid()); err != nil {
 		return res, err
+	}
+	pinErr := pinned(inj.pid(), func() {
+		same.name, distinct.name = same.name+" pinned", distinct.name+" pinned"
+		res.pinned = runLoad(ctx, same)
+		res.pinnedDistinct = runLoad(ctx, distinct)
+	})
+	if pinErr != nil {
+		return res, pinErr
 	}
 	c := newConn(ca.tlsDialer(inj.addr))
 	defer c.close()

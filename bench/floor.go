@@ -131,6 +131,28 @@ func pinProcess(pid int, set unix.CPUSet) error {
 	return errors.Join(errs...)
 }
 
+// pinned runs fn with server pid on CPU 0 and this process (the load
+// generator) on CPU 1, then gives both every CPU this process had.
+func pinned(pid int, fn func()) error {
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		return err
+	}
+	if all.Count() < 2 || !all.IsSet(0) || !all.IsSet(1) {
+		return fmt.Errorf("pinned runs need CPUs 0 and 1; this process may use %d CPUs", all.Count())
+	}
+	defer func() { _ = pinProcess(0, all); _ = pinProcess(pid, all) }()
+	if err := pinProcess(0, cpuSet(1)); err != nil {
+		return fmt.Errorf("pin the load generator: %w", err)
+	}
+	if err := pinProcess(pid, cpuSet(0)); err != nil {
+		return fmt.Errorf("pin the server: %w", err)
+	}
+	time.Sleep(2500 * time.Millisecond) // the runtimes adjust GOMAXPROCS to one CPU
+	fn()
+	return nil
+}
+
 func cpuSet(cpus ...int) unix.CPUSet {
 	var set unix.CPUSet
 	for _, c := range cpus {

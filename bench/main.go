@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/credlet/credlet/internal/testenv"
 )
 
@@ -39,7 +37,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.agentBin, "agent", "bin/credlet-agent", "credlet-agent binary")
 	flag.StringVar(&o.injectorBin, "injector", "bin/credlet-injector", "credlet-injector binary")
-	flag.StringVar(&o.vaultK8sBin, "vault-k8s", "", "vault-k8s binary (default: vault-k8s in the tools folder)")
+	flag.StringVar(&o.vaultK8sBin, "vault-k8s", "", "vault-k8s binary (default: vault-k8s-* in the tools folder)")
 	flag.StringVar(&o.out, "out", "bench/results.md", "markdown results file")
 	flag.StringVar(&o.png, "png", "bench/latency.png", "latency chart")
 	flag.DurationVar(&o.window, "window", time.Minute, "how long Vault requests are counted with the agents idle")
@@ -57,7 +55,10 @@ func main() {
 	}
 	if o.vaultK8sBin == "" {
 		if dir, err := testenv.ToolsDir(); err == nil {
-			o.vaultK8sBin = filepath.Join(dir, "vault-k8s")
+			// make bench-tools names it vault-k8s-<hash of tools/bench>.
+			if m, _ := filepath.Glob(filepath.Join(dir, "vault-k8s-*")); len(m) > 0 {
+				o.vaultK8sBin = m[len(m)-1]
+			}
 		}
 	}
 	os.Exit(run(o))
@@ -120,26 +121,26 @@ type bench struct {
 	lockAllIdle                         memInfo
 	readyAt                             time.Time
 
-	start      startTimes
-	idle       map[string]memInfo
-	idleScan   map[string]memScan
-	after      map[string]memInfo
-	afterScan  map[string]memScan
-	loadFrom   time.Time
-	loadTo     time.Time
-	loads      map[string]vaultLoad
-	renewals   map[string][]float64
-	intervals  map[string][]time.Duration
-	prop       *propagation
-	overheads  map[string][]time.Duration
-	defaults   map[string][]time.Duration
-	reads      map[string]loadResult // at o.clients clients
-	reads1     map[string]loadResult // one client: unloaded latency
+	start     startTimes
+	idle      map[string]memInfo
+	idleScan  map[string]memScan
+	after     map[string]memInfo
+	afterScan map[string]memScan
+	loadFrom  time.Time
+	loadTo    time.Time
+	loads     map[string]vaultLoad
+	renewals  map[string][]float64
+	intervals map[string][]time.Duration
+	prop      *propagation
+	overheads map[string][]time.Duration
+	defaults  map[string][]time.Duration
+	reads     map[string]loadResult // at o.clients clients
+	reads1    map[string]loadResult // one client: unloaded latency
 	// floor and pinned: credlet next to a do-nothing server, unpinned and
 	// with the server on one CPU and the load generator on the other.
 	floor, pinned map[string]loadResult
-	admission  map[string]admissionBench
-	runEndedAt time.Time
+	admission     map[string]admissionBench
+	runEndedAt    time.Time
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -346,7 +347,7 @@ func (b *bench) benchAdmission(ctx context.Context) {
 		}
 		res, err := benchInjector(ctx, inj, t.bin, ca, review, b.o.clients, b.o.admissions)
 		_ = inj.stop(5 * time.Second)
-		for _, l := range []loadResult{res.load, res.distinct} {
+		for _, l := range []loadResult{res.load, res.distinct, res.pinned, res.pinnedDistinct} {
 			b.logf("  %s: %d admissions, p50 %s, p99 %s, %s, %d errors %s", l.name, len(l.lat),
 				fmtDur(l.p(0.5)), fmtDur(l.p(0.99)), fmtRate(l.perSecond()), l.errors, l.firstErr)
 		}
@@ -416,29 +417,13 @@ func (b *bench) benchFloor(ctx context.Context, credlet loadSpec, value []byte) 
 			fmtDur(r.p(0.5)), fmtDur(r.p(0.99)), fmtRate(r.perSecond()), r.errors)
 	}
 	run(b.floor, "floor", floor, "")
-	var all unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &all); err != nil {
-		return err
-	}
-	if all.Count() < 2 || !all.IsSet(0) || !all.IsSet(1) {
-		return fmt.Errorf("pinned rows need CPUs 0 and 1; this process may use %d CPUs", all.Count())
-	}
-	defer func() { _ = pinProcess(0, all) }()
-	if err := pinProcess(0, cpuSet(1)); err != nil {
-		return fmt.Errorf("pin the load generator: %w", err)
-	}
 	for _, t := range []struct {
 		key  string
 		pid  int
 		spec loadSpec
 	}{{"credlet", b.credlet.pid(), credlet}, {"floor", fp.pid(), floor}} {
-		if err := pinProcess(t.pid, cpuSet(0)); err != nil {
-			return fmt.Errorf("pin %s: %w", t.key, err)
-		}
-		time.Sleep(2500 * time.Millisecond) // the runtimes adjust GOMAXPROCS to one CPU
-		run(b.pinned, t.key, t.spec, " pinned")
-		if err := pinProcess(t.pid, all); err != nil {
-			return fmt.Errorf("unpin %s: %w", t.key, err)
+		if err := pinned(t.pid, func() { run(b.pinned, t.key, t.spec, " pinned") }); err != nil {
+			return err
 		}
 	}
 	return nil

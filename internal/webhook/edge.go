@@ -1,15 +1,17 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
 	"runtime/debug"
+	"strconv"
+	"sync"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -72,7 +74,13 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if limit <= 0 {
 		limit = MaxBodyBytes
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	in := getBuffer()
+	defer putBuffer(in)
+	if r.ContentLength > 0 && r.ContentLength <= limit {
+		in.Grow(int(r.ContentLength))
+	}
+	_, err := in.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	body := in.Bytes() // decoding copies what it keeps: the buffer goes back to the pool
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -143,14 +151,38 @@ func classify(resp *admissionv1.AdmissionResponse) string {
 func (e *Edge) write(w http.ResponseWriter, resp *admissionv1.AdmissionResponse) {
 	review := admissionv1.AdmissionReview{Response: resp}
 	review.SetGroupVersionKind(reviewKind)
-	out, err := json.Marshal(review)
-	if err != nil {
+	out := getBuffer()
+	defer putBuffer(out)
+	if err := json.NewEncoder(out).Encode(review); err != nil {
 		e.Log.Error("encode AdmissionReview", "error", err)
 		http.Error(w, "encode response", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if _, err := w.Write(out); err != nil {
+	w.Header().Set("Content-Length", strconv.Itoa(out.Len()))
+	if _, err := out.WriteTo(w); err != nil {
 		e.Log.Debug("write AdmissionReview", "error", err)
+	}
+}
+
+// Request and response bodies go through pooled buffers: reading a review
+// with io.ReadAll and encoding the answer with json.Marshal allocated
+// about 20 kB per admission, most of the garbage on a cached admission,
+// and the collector's pauses showed in the latency tail.
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuffer: a buffer grown by an unusually large review is dropped
+// rather than kept.
+const maxPooledBuffer = 256 << 10
+
+func getBuffer() *bytes.Buffer {
+	b := buffers.Get().(*bytes.Buffer)
+	b.Reset()
+	return b
+}
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBuffer {
+		buffers.Put(b)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/credlet/credlet/internal/cliflag"
 	"github.com/credlet/credlet/internal/credspec"
 )
 
@@ -186,7 +187,7 @@ func newRunFlags(cfg *RunConfig, getenv func(string) string) *flag.FlagSet {
 // naming the flag and what is allowed.
 func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 	if err := fs.Parse(args); err != nil {
-		return usageError("%s", cleanFlagError(err))
+		return usageError("%s", cliflag.Clean(err, "credlet-agent "+fs.Name()))
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -213,22 +214,6 @@ func EnvName(flagName string) string {
 func lookup(getenv func(string) string, k string) (string, bool) {
 	v := getenv(k)
 	return v, v != ""
-}
-
-// cleanFlagError turns the flag package's messages into "--name: problem".
-func cleanFlagError(err error) string {
-	msg := err.Error()
-	if name, rest, ok := strings.Cut(msg, "invalid value "); ok && name == "" {
-		// invalid value "x" for flag -name: reason
-		if q, r, ok := strings.Cut(rest, " for flag -"); ok {
-			flagName, reason, _ := strings.Cut(r, ": ")
-			return fmt.Sprintf("--%s: %s: %s", flagName, q, reason)
-		}
-	}
-	if rest, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
-		return fmt.Sprintf("unknown flag --%s (see credlet-agent run --help)", strings.TrimPrefix(rest, "-"))
-	}
-	return msg
 }
 
 // validate checks combinations the flag parsers can't.
@@ -272,15 +257,8 @@ func (c *RunConfig) validate() error {
 			return usageError("--listen %q: want HOST:PORT or :PORT", c.Listen)
 		}
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return usageError("--log-level %q: allowed debug, info, warn, error", c.LogLevel)
-	}
-	switch c.LogFormat {
-	case "json", "text":
-	default:
-		return usageError("--log-format %q: allowed json, text", c.LogFormat)
+	if err := cliflag.CheckLog(c.LogLevel, c.LogFormat); err != nil {
+		return usageError("%s", err)
 	}
 	if c.SecretsDir == "" && c.Socket == "" {
 		return usageError("--secrets-dir and --socket are both empty: nothing would deliver the credentials")

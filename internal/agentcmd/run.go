@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/credlet/credlet/internal/audit"
+	"github.com/credlet/credlet/internal/cliflag"
 	"github.com/credlet/credlet/internal/clock"
 	"github.com/credlet/credlet/internal/metrics"
 	"github.com/credlet/credlet/internal/securemem"
@@ -51,14 +52,13 @@ func printFlags(fs *flag.FlagSet, w io.Writer) {
 	fs.PrintDefaults()
 }
 
+// newLogger builds the logger cfg asks for; validate has checked the flags.
 func newLogger(cfg RunConfig, w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
-	opts := &slog.HandlerOptions{Level: lvl}
-	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+	log, err := cliflag.Logger(cfg.LogLevel, cfg.LogFormat, w)
+	if err != nil {
+		return slog.New(slog.NewJSONHandler(w, nil))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return log
 }
 
 // agent is the set of running components.

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/credlet/credlet/internal/cliflag"
 )
 
 // Options are the parsed flags.
@@ -19,7 +21,7 @@ type Options struct {
 	VaultAddr     string
 	ConfigFile    string
 	MetricsListen string
-	LogLevel      slog.Level
+	LogLevel      string
 	LogFormat     string
 	ShutdownDelay time.Duration
 	DrainTimeout  time.Duration
@@ -43,7 +45,7 @@ func ParseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.VaultAddr, "vault-addr", "", "default Vault address for injected agents (or defaults.vaultAddr in --config)")
 	fs.StringVar(&o.ConfigFile, "config", "", "YAML file: namespaces -> allowed KV path prefixes and defaults")
 	fs.StringVar(&o.MetricsListen, "metrics-listen", ":9103", "plain HTTP address for /metrics, /healthz, /readyz")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "json or text")
 	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", 0, "after SIGTERM, keep serving (not ready) this long before draining")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 20*time.Second, "how long to wait for in-flight requests on shutdown")
@@ -55,8 +57,9 @@ func ParseFlags(args []string, stderr io.Writer) (Options, error) {
 			fmt.Fprintln(stderr, "usage: credlet-injector --tls-cert-file FILE --tls-key-file FILE [flags]")
 			fs.SetOutput(stderr)
 			fs.PrintDefaults()
+			return o, err
 		}
-		return o, fmt.Errorf("%w: %w", errUsage, err)
+		return o, fmt.Errorf("%w: %s", errUsage, cliflag.Clean(err, "credlet-injector"))
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
@@ -64,11 +67,8 @@ func ParseFlags(args []string, stderr io.Writer) (Options, error) {
 	if o.Version {
 		return o, nil
 	}
-	if err := o.LogLevel.UnmarshalText([]byte(*level)); err != nil {
-		return o, fmt.Errorf("%w: --log-level %q: allowed debug, info, warn, error", errUsage, *level)
-	}
-	if o.LogFormat != "json" && o.LogFormat != "text" {
-		return o, fmt.Errorf("%w: --log-format %q: allowed json, text", errUsage, o.LogFormat)
+	if err := cliflag.CheckLog(o.LogLevel, o.LogFormat); err != nil {
+		return o, fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if o.TLSCertFile == "" || o.TLSKeyFile == "" {
 		return o, fmt.Errorf("%w: --tls-cert-file and --tls-key-file are required", errUsage)
@@ -88,9 +88,9 @@ func ParseFlags(args []string, stderr io.Writer) (Options, error) {
 }
 
 func newLogger(o Options, w io.Writer) *slog.Logger {
-	hopts := &slog.HandlerOptions{Level: o.LogLevel}
-	if o.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, hopts))
+	log, err := cliflag.Logger(o.LogLevel, o.LogFormat, w)
+	if err != nil { // ParseFlags has checked both
+		return slog.New(slog.NewJSONHandler(w, nil))
 	}
-	return slog.New(slog.NewJSONHandler(w, hopts))
+	return log
 }

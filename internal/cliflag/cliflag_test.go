@@ -1,0 +1,58 @@
+package cliflag
+
+import (
+	"bytes"
+	"flag"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestClean(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--wait", "soon"}, `--wait: "soon": parse error`},
+		{[]string{"--colour"}, "unknown flag --colour (see prog --help)"},
+		{[]string{"--wait"}, "flag needs an argument: -wait"},
+	} {
+		fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		fs.Duration("wait", time.Second, "")
+		err := fs.Parse(tc.args)
+		if err == nil {
+			t.Fatalf("%v parsed", tc.args)
+		}
+		if got := Clean(err, "prog"); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.args, got, tc.want)
+		}
+	}
+}
+
+func TestLogger(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := Logger("warn", "text", &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("hidden")
+	log.Warn("shown")
+	if out := buf.String(); strings.Contains(out, "hidden") || !strings.Contains(out, "level=WARN msg=shown") {
+		t.Errorf("text logger at warn wrote %q", out)
+	}
+	buf.Reset()
+	if log, err = Logger("debug", "json", &buf); err != nil {
+		t.Fatal(err)
+	}
+	log.Debug("d")
+	if !strings.HasPrefix(buf.String(), `{"time":`) || !strings.Contains(buf.String(), `"level":"DEBUG"`) {
+		t.Errorf("json logger wrote %q", buf.String())
+	}
+	for _, tc := range [][2]string{{"loud", "json"}, {"INFO", "json"}, {"info", "xml"}} {
+		if _, err := Logger(tc[0], tc[1], io.Discard); err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("Logger(%q, %q): %v, want a one-line error", tc[0], tc[1], err)
+		}
+	}
+}

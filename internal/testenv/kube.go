@@ -93,11 +93,8 @@ func StartKube(ctx context.Context, opts ...KubeOption) (*Kube, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, defaultStartTimeout)
-		defer cancel()
-	}
+	ctx, cancel := startContext(ctx)
+	defer cancel()
 	dir, err := newDataDir("kube")
 	if err != nil {
 		return nil, err

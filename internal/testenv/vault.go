@@ -34,6 +34,15 @@ const (
 // defaultStartTimeout bounds a start when ctx carries no deadline.
 const defaultStartTimeout = 90 * time.Second
 
+// startContext bounds a server's start: ctx as given when it has a
+// deadline, else ctx with defaultStartTimeout.
+func startContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, defaultStartTimeout)
+}
+
 // Vault is a Vault dev server (in-memory storage, unsealed, root token
 // DevRootToken) on 127.0.0.1, started by StartVault. Its methods are safe for
 // concurrent use.
@@ -68,11 +77,8 @@ func StartVault(ctx context.Context) (*Vault, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, defaultStartTimeout)
-		defer cancel()
-	}
+	ctx, cancel := startContext(ctx)
+	defer cancel()
 	dir, err := newDataDir("vault")
 	if err != nil {
 		return nil, err

@@ -27,7 +27,8 @@ import (
 
 const floorArg = "-serve-floor"
 
-// serveFloor serves on path until killed; bodyLen is the answer's size.
+// serveFloor serves on path until killed (it returns only on an error);
+// bodyLen is the answer's size.
 func serveFloor(path string, bodyLen int) error {
 	l, err := net.Listen("unix", path)
 	if err != nil {
@@ -73,11 +74,9 @@ func floorMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "bench floor: body size %q: want a byte count\n", args[1])
 		return 2
 	}
-	if err := serveFloor(args[0], n); err != nil {
-		fmt.Fprintln(os.Stderr, "bench floor:", err)
-		return 1
-	}
-	return 0
+	err = serveFloor(args[0], n) // serves until killed
+	fmt.Fprintln(os.Stderr, "bench floor:", err)
+	return 1
 }
 
 // startFloor starts the floor server as a child process and waits for its

@@ -20,7 +20,8 @@ bench-tools: $(TOOLS_DIR)/vault $(VAULT_K8S) ## the anchors: vault (Vault Agent)
 
 # make bench: one run, ≤ 10 minutes once the tools are built. Prints the
 # table; writes bench/results.md and bench/latency.png. BENCH_FLAGS passes
-# extra flags (e.g. BENCH_FLAGS='-window 20s -reads 20000' for a quick look;
+# extra flags (e.g. BENCH_FLAGS='-window 20s -reads 20000' for a quick look,
+# or BENCH_FLAGS='-only reads -out /tmp/r.md -png /tmp/r.png' for one phase;
 # the committed results come from the defaults).
 BENCH_FLAGS ?=
 .PHONY: bench

@@ -77,9 +77,10 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 // clients: throughput (target ≥ 40,000 reads/s on 2 cores) and the latency
 // each client sees. With 8 requests always in flight on 2 cores, a request
 // also waits for the others (Little's law: mean latency = 8 / throughput),
-// so the latency targets (p50 ≤ 30µs, p99 ≤ 200µs) are measured by
-// BenchmarkGetLatency with one client. The audit logger and metrics run as
-// in the agent.
+// and here the clients share the server's process and cores; make bench
+// measures the real agent next to a do-nothing server (bench/floor.go),
+// also with server and load generator on separate cores. The audit logger
+// and metrics run as in the agent.
 func BenchmarkGet(b *testing.B) { benchGet(b, 8) }
 
 // BenchmarkGetLatency: the same read from one keep-alive client, one

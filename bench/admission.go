@@ -146,7 +146,7 @@ type injector struct {
 
 // startCredletInjector starts credlet-injector with a configuration letting
 // the benchmark namespace name paths under admissionKVPrefix.
-func startCredletInjector(bin, dir string, ca *testCA, vaultAddr string) (*injector, error) {
+func startCredletInjector(bin, dir string, ca *testCA, vaultAddr string, extraEnv []string) (*injector, error) {
 	certFile, keyFile, err := ca.writeLeaf(dir, 2)
 	if err != nil {
 		return nil, err
@@ -166,7 +166,7 @@ func startCredletInjector(bin, dir string, ca *testCA, vaultAddr string) (*injec
 		return nil, err
 	}
 	inj := &injector{addr: fmt.Sprintf("127.0.0.1:%d", port), path: credletMutatePath}
-	p, err := startProc("credlet-injector", filepath.Join(dir, "credlet-injector.log"), cleanEnv(), bin,
+	p, err := startProc("credlet-injector", filepath.Join(dir, "credlet-injector.log"), append(cleanEnv(), extraEnv...), bin,
 		"--listen", inj.addr, "--tls-cert-file", certFile, "--tls-key-file", keyFile,
 		"--vault-addr", vaultAddr, "--config", cfgPath, "--agent-image", "registry.example.test/credlet-agent:bench",
 		"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", mport))
@@ -186,7 +186,7 @@ const credletMutatePath = "/mutate"
 // mount namespace (unshare -m) with a tmpfs on /run holding fake ones; the
 // machine's own /run is untouched. The API server address is a closed
 // port: the mutation path does not call it.
-func startVaultK8s(bin, dir string, ca *testCA, vaultAddr string) (*injector, error) {
+func startVaultK8s(bin, dir string, ca *testCA, vaultAddr string, extraEnv []string) (*injector, error) {
 	certFile, keyFile, err := ca.writeLeaf(dir, 3)
 	if err != nil {
 		return nil, err
@@ -222,7 +222,7 @@ mkdir -p "$d"
 cp "$1/token" "$1/ca.crt" "$1/namespace" "$d/"
 shift
 exec "$@"`
-	env := append(cleanEnv(), "KUBERNETES_SERVICE_HOST=127.0.0.1", fmt.Sprintf("KUBERNETES_SERVICE_PORT=%d", closed))
+	env := append(append(cleanEnv(), extraEnv...), "KUBERNETES_SERVICE_HOST=127.0.0.1", fmt.Sprintf("KUBERNETES_SERVICE_PORT=%d", closed))
 	p, err := startProc("vault-k8s agent-inject", filepath.Join(dir, "vault-k8s.log"), env, unshare,
 		"-m", "--propagation", "private", "sh", "-c", script, "sh", sa, bin, "agent-inject",
 		"-listen="+inj.addr, "-tls-cert-file="+certFile, "-tls-key-file="+keyFile, "-vault-address="+vaultAddr)

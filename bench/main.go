@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,6 +29,7 @@ type options struct {
 	clients     int
 	budget      time.Duration
 	only        string // "", "reads" or "admission": one phase, for a quick look
+	injectorEnv string // extra K=V environment for both injectors
 }
 
 func main() {
@@ -46,6 +48,7 @@ func main() {
 	flag.IntVar(&o.startRuns, "start-runs", 10, "credlet starts for start→first credential (Vault Agent: half as many, at least 3)")
 	flag.IntVar(&o.admissions, "admissions", 20_000, "measured admissions per injector")
 	flag.IntVar(&o.clients, "clients", 8, "concurrent keep-alive clients for reads and admissions")
+	flag.StringVar(&o.injectorEnv, "injector-env", "", "extra environment for both injectors, space-separated K=V (e.g. GOMAXPROCS=1)")
 	flag.StringVar(&o.only, "only", "", "run one phase only, reads or admission, for a quick look (other rows read \"not run\")")
 	flag.DurationVar(&o.budget, "budget", 9*time.Minute+30*time.Second, "hard limit for the whole run")
 	flag.Parse()
@@ -325,7 +328,7 @@ func (b *bench) benchAdmission(ctx context.Context) {
 	review := admissionReview()
 	type target struct {
 		key, bin string
-		start    func(bin, dir string, ca *testCA, vaultAddr string) (*injector, error)
+		start    func(bin, dir string, ca *testCA, vaultAddr string, extraEnv []string) (*injector, error)
 	}
 	for _, t := range []target{
 		{"credlet-injector", b.o.injectorBin, startCredletInjector},
@@ -340,7 +343,7 @@ func (b *bench) benchAdmission(ctx context.Context) {
 			b.errs["admission "+t.key] = err
 			continue
 		}
-		inj, err := t.start(t.bin, dir, ca, b.e.vault.Addr)
+		inj, err := t.start(t.bin, dir, ca, b.e.vault.Addr, strings.Fields(b.o.injectorEnv))
 		if err != nil {
 			b.errs["admission "+t.key] = err
 			continue

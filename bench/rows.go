@@ -312,6 +312,9 @@ func (b *bench) admissionRows() {
 		}()
 	}
 	note := fmt.Sprintf("the identical AdmissionReview every time (credlet-injector: patch cache hits); errors: credlet %d, vault-k8s %d", c.load.errors, v.load.errors)
+	if b.o.injectorEnv != "" {
+		note += "; both injectors ran with " + b.o.injectorEnv
+	}
 	if c.load.firstErr != "" {
 		note += "; credlet first error: " + c.load.firstErr
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,7 +35,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	log := newLogger(o, stderr)
-	tuneGC()
+	tuneRuntime(os.Getenv)
 	if err := Run(ctx, o, log); err != nil {
 		log.Error("credlet-injector stopped", "error", err)
 		return 1

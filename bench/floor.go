@@ -3,9 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -158,4 +162,65 @@ func cpuSet(cpus ...int) unix.CPUSet {
 		set.Set(c)
 	}
 	return set
+}
+
+// The admission floor: net/http over TLS, as credlet-injector serves, doing
+// nothing but read the body and write a fixed AdmissionReview answer with a
+// patch of credlet's size. What the HTTP and TLS stack alone cost here.
+
+const tlsFloorArg = "-serve-tls-floor"
+
+// tlsFloorPatchBytes is about credlet-injector's patch for the bench pod.
+const tlsFloorPatchBytes = 2482
+
+func serveTLSFloor(addr, certFile, keyFile string) error {
+	patch := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{'['}, tlsFloorPatchBytes*3/4))
+	answer := []byte(`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{"uid":"floor","allowed":true,"patch":"` +
+		patch + `","patchType":"JSONPatch","status":{"metadata":{},"code":200}}}` + "\n")
+	srv := &http.Server{
+		Addr:         addr,
+		TLSConfig:    &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}, // HTTP/1.1, as the bench's clients speak
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Length", strconv.Itoa(len(answer)))
+			_, _ = w.Write(answer)
+		}),
+	}
+	return srv.ListenAndServeTLS(certFile, keyFile)
+}
+
+// tlsFloorMain is main for the child: bench -serve-tls-floor ADDR CERT KEY.
+func tlsFloorMain(args []string) int {
+	if len(args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: credlet-bench -serve-tls-floor ADDR CERT_FILE KEY_FILE")
+		return 2
+	}
+	fmt.Fprintln(os.Stderr, "bench tls floor:", serveTLSFloor(args[0], args[1], args[2])) // serves until killed
+	return 1
+}
+
+// startTLSFloor starts the admission floor like an injector.
+func startTLSFloor(_, dir string, ca *testCA, _ string, extraEnv []string) (*injector, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	certFile, keyFile, err := ca.writeLeaf(dir, 4)
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	inj := &injector{addr: fmt.Sprintf("127.0.0.1:%d", port), path: credletMutatePath}
+	p, err := startProc("floor", filepath.Join(dir, "tls-floor.log"), append(cleanEnv(), extraEnv...), self,
+		tlsFloorArg, inj.addr, certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	inj.proc = p
+	return inj, nil
 }

@@ -36,6 +36,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == floorArg {
 		os.Exit(floorMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == tlsFloorArg {
+		os.Exit(tlsFloorMain(os.Args[2:]))
+	}
 	var o options
 	flag.StringVar(&o.agentBin, "agent", "bin/credlet-agent", "credlet-agent binary")
 	flag.StringVar(&o.injectorBin, "injector", "bin/credlet-injector", "credlet-injector binary")
@@ -335,6 +338,7 @@ func (b *bench) benchAdmission(ctx context.Context) {
 	for _, t := range []target{
 		{"credlet-injector", b.o.injectorBin, startCredletInjector},
 		{"vault-k8s", b.o.vaultK8sBin, startVaultK8s},
+		{"floor", os.Args[0], startTLSFloor},
 	} {
 		if _, err := os.Stat(t.bin); err != nil {
 			b.errs["admission "+t.key] = fmt.Errorf("%s: %w", t.bin, err)

@@ -74,7 +74,7 @@ func (b *bench) buildRows() {
 	r.notes = append(r.notes,
 		"Reads: closed loop, "+fmt.Sprint(b.o.clients)+" keep-alive HTTP/1.1 connections from one client process (the same minimal client for all three targets), "+
 			fmt.Sprint(b.o.reads)+" measured reads each after 250 warm-up reads per connection; each response is checked (200 and the current value present). credlet: `GET /v1/credentials/set1` on its Unix socket. Vault Agent: `GET /v1/secret/data/bench/set1` on its API proxy listener (`api_proxy { use_auto_auth_token = \"force\" }`, `cache {}`; community Vault Agent does not cache KV v2 reads, so each read goes to Vault). Direct: the same GET to Vault with a token. Vault's audit device is disabled during reads.",
-		"Floor and pinned rows: the floor is this bench binary started as a child (`-serve-floor`): a Go server on a Unix socket that reads each request head and writes a fixed answer of credlet's size, nothing else. Pinned rows set the CPU affinity of every thread of the server (credlet, the floor, or an injector) to CPU 0 and of the load generator to CPU 1, wait 2.5 s for the Go runtimes to lower GOMAXPROCS to 1, run the same load, then restore the affinity.",
+		"Floor and pinned rows: the read floor is this bench binary started as a child (`-serve-floor`): a Go server on a Unix socket that reads each request head and writes a fixed answer of credlet's size, nothing else; the admission floor (`-serve-tls-floor`) is net/http over TLS, as credlet-injector serves, reading each body and writing a fixed AdmissionReview answer with a patch of credlet's size. Pinned rows set the CPU affinity of every thread of the server (credlet, the floor, or an injector) to CPU 0 and of the load generator to CPU 1, wait 2.5 s for the Go runtimes to lower GOMAXPROCS to 1, run the same load, then restore the affinity.",
 		"Propagation: "+fmt.Sprint(b.o.rotations)+" KV v2 writes of set1, each at a random phase (0–1.2 s after the previous one was seen everywhere); the clock starts when the write is sent. credlet long-poll: `?wait=<version>` on the socket; credlet file and Vault Agent template file: inotify on the directory (plus a 50 ms poll). Both agents poll at 1 s (credlet `--refresh 1s`, jittered ±10%; Vault Agent `template_config { static_secret_render_interval = \"1s\" }`).",
 		"Agent's own latency: from the poll that found the write (the agent's first read of set1 after the write, timestamped by Vault's audit device) to the new version being visible; it excludes the wait for the next poll.",
 		"Defaults (computed, not waited for): the poll intervals measured in this run (from Vault's audit log) are scaled from 1 s to the default (credlet 10 s, Vault Agent 5 min), a write lands at a uniform phase in a length-weighted interval, and a measured detection→visible latency is added; "+fmt.Sprint(simulatedSamples)+" samples.",
@@ -346,6 +346,19 @@ func (b *bench) admissionRows() {
 		b.rep.add(row{"admission p50 / p99 / per second, a distinct pod each request, pinned", three(c.pinnedDistinct), "vault-k8s agent-inject", three(v.pinnedDistinct),
 			lowerBetter(float64(c.pinnedDistinct.p(0.5)), float64(v.pinnedDistinct.p(0.5))),
 			fmt.Sprintf("as above with a distinct pod each request: each injector has one core to itself; errors: credlet %d, vault-k8s %d; ratio of p50s", c.pinnedDistinct.errors, v.pinnedDistinct.errors)})
+	}
+	if f, ok := b.admission["floor"]; ok && len(c.load.lat) > 0 {
+		three := func(r loadResult) string {
+			if len(r.lat) == 0 {
+				return "not measured"
+			}
+			return fmtDurMD(r.p(0.5)) + " / " + fmtDurMD(r.p(0.99)) + " / " + fmtRate(r.perSecond())
+		}
+		b.rep.add(row{"admission p50 / p99 / per second, next to the floor", three(c.load), "the floor: net/http over TLS answering a fixed review", three(f.load),
+			lowerBetter(float64(c.load.p(0.99)), float64(f.load.p(0.99))),
+			fmt.Sprintf("the identical review, unpinned; the floor reads the body and writes a fixed AdmissionReview answer with a %d-byte patch (floor.go): what HTTP and TLS alone cost here; errors: floor %d; ratio of p99s", tlsFloorPatchBytes, f.load.errors)})
+		b.rep.add(row{"the same, pinned", three(c.pinned), "the floor, pinned the same way", three(f.pinned),
+			lowerBetter(float64(c.pinned.p(0.99)), float64(f.pinned.p(0.99))), "server on CPU 0, load generator on CPU 1; ratio of p99s"})
 	}
 	b.rep.add(row{"injector RSS after the admission run", fmtMiB(c.after.rss), "vault-k8s agent-inject", fmtMiB(v.after.rss),
 		lowerBetter(float64(c.after.rss), float64(v.after.rss)),

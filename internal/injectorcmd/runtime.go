@@ -14,7 +14,7 @@ import (
 //
 // GOMAXPROCS is left to Go (the CPUs the container may use). Tried: one P.
 // With 8 TLS clients sharing the 2 cores, the cached-admission p99 was
-// 1.1–3.2 ms in 11 of 13 runs against 3.2–5.0 ms with two Ps, but 10 ms in
+// 1.1–3.2 ms in 14 of 16 runs against 3.2–5.0 ms with two Ps, but 10 ms in
 // the other two, and a new pod each request fell from ~5,200/s to ~4,100/s:
 // too uneven for a default. GOMAXPROCS in the environment sets it.
 const (

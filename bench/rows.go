@@ -131,18 +131,15 @@ func (b *bench) floorRows() {
 	if b.sectionErr("floor", "read next to the floor (a do-nothing server)") {
 		return
 	}
-	three := func(r loadResult) string {
-		return fmtDurMD(r.p(0.5)) + " / " + fmtDurMD(r.p(0.99)) + " / " + fmtRate(r.perSecond())
-	}
 	const anchor = "the floor: a do-nothing Go server"
 	if c, f := b.reads["credlet"], b.floor["floor"]; len(f.lat) > 0 {
-		b.rep.add(row{fmt.Sprintf("read p50 / p99 / per second, %d clients", b.o.clients), three(c), anchor, three(f),
+		b.rep.add(row{fmt.Sprintf("read p50 / p99 / per second, %d clients", b.o.clients), p50p99rate(c), anchor, p50p99rate(f),
 			lowerBetter(float64(c.p(0.5)), float64(f.p(0.5))),
 			fmt.Sprintf("the floor answers with a fixed body of credlet's size and does nothing else (floor.go): what any Go server reaches here with this client; credlet row as above; errors: floor %d; ratio of p50s", f.errors)})
 	}
 	if c, f := b.pinned["credlet"], b.pinned["floor"]; len(c.lat) > 0 && len(f.lat) > 0 {
 		need := float64(b.o.clients) / (30e-6) // Little's law: in flight / latency
-		b.rep.add(row{fmt.Sprintf("read p50 / p99 / per second, %d clients, server on CPU 0, load generator on CPU 1", b.o.clients), three(c), anchor, three(f),
+		b.rep.add(row{fmt.Sprintf("read p50 / p99 / per second, %d clients, server on CPU 0, load generator on CPU 1", b.o.clients), p50p99rate(c), anchor, p50p99rate(f),
 			lowerBetter(float64(c.p(0.5)), float64(f.p(0.5))),
 			fmt.Sprintf("each server pinned to one core, the load generator to the other; targets p50 ≤ 30 µs, p99 ≤ 200 µs, ≥ 40,000/s. With %d requests always in flight, mean latency = %d / throughput (Little's law), so p50 ≤ 30 µs needs about %s, more than the floor reaches; errors: credlet %d, floor %d; ratio of p50s",
 				b.o.clients, b.o.clients, fmtRate(need), c.errors, f.errors)})
@@ -334,30 +331,18 @@ func (b *bench) admissionRows() {
 	b.rep.add(row{"admissions per second, a distinct pod each request", fmtRate(c.distinct.perSecond()), "vault-k8s agent-inject", fmtRate(v.distinct.perSecond()),
 		higherBetter(c.distinct.perSecond(), v.distinct.perSecond()), "the rows above send the identical review, as the issue asks: credlet-injector answers those from its patch cache"})
 	if len(c.pinned.lat) > 0 || len(v.pinned.lat) > 0 {
-		three := func(r loadResult) string {
-			if len(r.lat) == 0 {
-				return "not measured"
-			}
-			return fmtDurMD(r.p(0.5)) + " / " + fmtDurMD(r.p(0.99)) + " / " + fmtRate(r.perSecond())
-		}
-		b.rep.add(row{"admission p50 / p99 / per second, injector on CPU 0, load generator on CPU 1", three(c.pinned), "vault-k8s agent-inject", three(v.pinned),
+		b.rep.add(row{"admission p50 / p99 / per second, injector on CPU 0, load generator on CPU 1", p50p99rate(c.pinned), "vault-k8s agent-inject", p50p99rate(v.pinned),
 			lowerBetter(float64(c.pinned.p(0.99)), float64(v.pinned.p(0.99))),
 			fmt.Sprintf("the identical review again, each injector pinned to one core and the load generator (TLS clients) to the other, so they no longer compete for a core; targets p99 ≤ 2 ms, ≥ 5,000/s; errors: credlet %d, vault-k8s %d; ratio of p99s", c.pinned.errors, v.pinned.errors)})
-		b.rep.add(row{"admission p50 / p99 / per second, a distinct pod each request, pinned", three(c.pinnedDistinct), "vault-k8s agent-inject", three(v.pinnedDistinct),
+		b.rep.add(row{"admission p50 / p99 / per second, a distinct pod each request, pinned", p50p99rate(c.pinnedDistinct), "vault-k8s agent-inject", p50p99rate(v.pinnedDistinct),
 			lowerBetter(float64(c.pinnedDistinct.p(0.5)), float64(v.pinnedDistinct.p(0.5))),
 			fmt.Sprintf("as above with a distinct pod each request: each injector has one core to itself; errors: credlet %d, vault-k8s %d; ratio of p50s", c.pinnedDistinct.errors, v.pinnedDistinct.errors)})
 	}
 	if f, ok := b.admission["floor"]; ok && len(c.load.lat) > 0 {
-		three := func(r loadResult) string {
-			if len(r.lat) == 0 {
-				return "not measured"
-			}
-			return fmtDurMD(r.p(0.5)) + " / " + fmtDurMD(r.p(0.99)) + " / " + fmtRate(r.perSecond())
-		}
-		b.rep.add(row{"admission p50 / p99 / per second, next to the floor", three(c.load), "the floor: net/http over TLS answering a fixed review", three(f.load),
+		b.rep.add(row{"admission p50 / p99 / per second, next to the floor", p50p99rate(c.load), "the floor: net/http over TLS answering a fixed review", p50p99rate(f.load),
 			lowerBetter(float64(c.load.p(0.99)), float64(f.load.p(0.99))),
 			fmt.Sprintf("the identical review, unpinned; the floor reads the body and writes a fixed AdmissionReview answer with a %d-byte patch (floor.go): what HTTP and TLS alone cost here; errors: floor %d; ratio of p99s", tlsFloorPatchBytes, f.load.errors)})
-		b.rep.add(row{"the same, pinned", three(c.pinned), "the floor, pinned the same way", three(f.pinned),
+		b.rep.add(row{"the same, pinned", p50p99rate(c.pinned), "the floor, pinned the same way", p50p99rate(f.pinned),
 			lowerBetter(float64(c.pinned.p(0.99)), float64(f.pinned.p(0.99))), "server on CPU 0, load generator on CPU 1; ratio of p99s"})
 	}
 	b.rep.add(row{"injector RSS after the admission run", fmtMiB(c.after.rss), "vault-k8s agent-inject", fmtMiB(v.after.rss),
@@ -401,4 +386,12 @@ func (b *bench) panels() []panel {
 		}})
 	}
 	return ps
+}
+
+// p50p99rate is a load run as "p50 / p99 / rate".
+func p50p99rate(r loadResult) string {
+	if len(r.lat) == 0 {
+		return "not measured"
+	}
+	return fmtDurMD(r.p(0.5)) + " / " + fmtDurMD(r.p(0.99)) + " / " + fmtRate(r.perSecond())
 }

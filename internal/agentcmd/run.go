@@ -52,15 +52,6 @@ func printFlags(fs *flag.FlagSet, w io.Writer) {
 	fs.PrintDefaults()
 }
 
-// newLogger builds the logger cfg asks for; validate has checked the flags.
-func newLogger(cfg RunConfig, w io.Writer) *slog.Logger {
-	log, err := cliflag.Logger(cfg.LogLevel, cfg.LogFormat, w)
-	if err != nil {
-		return slog.New(slog.NewJSONHandler(w, nil))
-	}
-	return log
-}
-
 // agent is the set of running components.
 type agent struct {
 	cfg     RunConfig
@@ -86,7 +77,7 @@ type runner struct {
 // Run runs the agent until ctx ends (or, with --once, until every credential
 // is written). Logs go to stderr; the audit trail to --audit-file.
 func Run(ctx context.Context, cfg RunConfig, stdout, stderr io.Writer) error {
-	log := newLogger(cfg, stderr)
+	log := cliflag.NewLogger(cfg.LogLevel, cfg.LogFormat, stderr)
 	if os.Getenv("GOGC") == "" {
 		// The agent's heap is small and steady; collecting at 50% growth
 		// keeps it under 20 MiB RSS after 100k reads (measured) at little

@@ -43,17 +43,18 @@ func CheckLog(level, format string) error {
 	return nil
 }
 
-// Logger builds the logger --log-level and --log-format ask for, or fails
-// as CheckLog does.
-func Logger(level, format string, w io.Writer) (*slog.Logger, error) {
-	if err := CheckLog(level, format); err != nil {
-		return nil, err
+// NewLogger builds the logger --log-level and --log-format ask for. Callers
+// check both with CheckLog while parsing flags; should a value slip past,
+// the logger is JSON at info rather than none.
+func NewLogger(level, format string, w io.Writer) *slog.Logger {
+	if CheckLog(level, format) != nil {
+		return slog.New(slog.NewJSONHandler(w, nil))
 	}
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(level))
 	opts := &slog.HandlerOptions{Level: lvl}
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts)), nil
+	return slog.New(slog.NewJSONHandler(w, opts))
 }

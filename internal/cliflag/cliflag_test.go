@@ -33,26 +33,21 @@ func TestClean(t *testing.T) {
 
 func TestLogger(t *testing.T) {
 	var buf bytes.Buffer
-	log, err := Logger("warn", "text", &buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	log := NewLogger("warn", "text", &buf)
 	log.Info("hidden")
 	log.Warn("shown")
 	if out := buf.String(); strings.Contains(out, "hidden") || !strings.Contains(out, "level=WARN msg=shown") {
 		t.Errorf("text logger at warn wrote %q", out)
 	}
 	buf.Reset()
-	if log, err = Logger("debug", "json", &buf); err != nil {
-		t.Fatal(err)
-	}
+	log = NewLogger("debug", "json", &buf)
 	log.Debug("d")
 	if !strings.HasPrefix(buf.String(), `{"time":`) || !strings.Contains(buf.String(), `"level":"DEBUG"`) {
 		t.Errorf("json logger wrote %q", buf.String())
 	}
 	for _, tc := range [][2]string{{"loud", "json"}, {"INFO", "json"}, {"info", "xml"}} {
-		if _, err := Logger(tc[0], tc[1], io.Discard); err == nil || strings.Contains(err.Error(), "\n") {
-			t.Errorf("Logger(%q, %q): %v, want a one-line error", tc[0], tc[1], err)
+		if err := CheckLog(tc[0], tc[1]); err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("CheckLog(%q, %q): %v, want a one-line error", tc[0], tc[1], err)
 		}
 	}
 }

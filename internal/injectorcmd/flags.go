@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -85,12 +84,4 @@ func ParseFlags(args []string, stderr io.Writer) (Options, error) {
 		return o, fmt.Errorf("%w: --listen is required", errUsage)
 	}
 	return o, nil
-}
-
-func newLogger(o Options, w io.Writer) *slog.Logger {
-	log, err := cliflag.Logger(o.LogLevel, o.LogFormat, w)
-	if err != nil { // ParseFlags has checked both
-		return slog.New(slog.NewJSONHandler(w, nil))
-	}
-	return log
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/credlet/credlet/internal/certwatch"
+	"github.com/credlet/credlet/internal/cliflag"
 	"github.com/credlet/credlet/internal/injectorconfig"
 	"github.com/credlet/credlet/internal/mutate"
 	"github.com/credlet/credlet/internal/version"
@@ -34,7 +35,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "credlet-injector", version.String())
 		return 0
 	}
-	log := newLogger(o, stderr)
+	log := cliflag.NewLogger(o.LogLevel, o.LogFormat, stderr)
 	tuneRuntime(os.Getenv)
 	if err := Run(ctx, o, log); err != nil {
 		log.Error("credlet-injector stopped", "error", err)

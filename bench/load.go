@@ -116,16 +116,16 @@ func (h *conn) readResponse() (status int, closeAfter bool, err error) {
 		}
 		v = bytes.TrimSpace(v)
 		switch {
-		case asciiEqualFold(k, "content-length"):
+		case bytes.EqualFold(k, []byte("content-length")):
 			n, err := strconv.Atoi(string(v))
 			if err != nil || n < 0 {
 				return 0, false, fmt.Errorf("read response head: Content-Length %.20q", v)
 			}
 			length = n
-		case asciiEqualFold(k, "transfer-encoding"):
-			chunked = asciiEqualFold(v, "chunked")
-		case asciiEqualFold(k, "connection"):
-			closeAfter = asciiEqualFold(v, "close")
+		case bytes.EqualFold(k, []byte("transfer-encoding")):
+			chunked = bytes.EqualFold(v, []byte("chunked"))
+		case bytes.EqualFold(k, []byte("connection")):
+			closeAfter = bytes.EqualFold(v, []byte("close"))
 		}
 	}
 	h.body.Reset()
@@ -152,22 +152,6 @@ func (h *conn) readResponse() (status int, closeAfter bool, err error) {
 		return 0, false, fmt.Errorf("read body: %w", err)
 	}
 	return status, closeAfter, nil
-}
-
-func asciiEqualFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := range b {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func isStale(err error) bool {

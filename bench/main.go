@@ -196,6 +196,7 @@ func (b *bench) run(ctx context.Context) error {
 		if err := b.startAgents(); err != nil {
 			return err
 		}
+		_ = b.credletLockAll.stop(5 * time.Second) // as measureIdle does: one credlet at 1 s
 		if err := b.e.vault.DisableFileAudit(b.e.auditPath); err != nil {
 			return err
 		}

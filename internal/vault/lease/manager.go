@@ -180,7 +180,6 @@ func (m *Manager) loggedIn(s *api.Secret, sent time.Time) {
 	m.tok = token{accessor: a.Accessor, issued: sent, ttl: ttl, asked: ttl, renewable: a.Renewable}
 	m.mu.Unlock()
 	m.drainWake()
-	m.setReady(true)
 	if m.o.Metrics != nil {
 		m.o.Metrics.Logins.WithLabelValues(m.method.Name(), LoginSuccess).Inc()
 		m.o.Metrics.TokenTTL.Set(ttl.Seconds())
@@ -188,6 +187,8 @@ func (m *Manager) loggedIn(s *api.Secret, sent time.Time) {
 	m.o.Audit.Log(audit.Record{Event: audit.Login, Result: "ok",
 		Detail: fmt.Sprintf("method=%s accessor=%s ttl=%s renewable=%t", m.method.Name(), a.Accessor, ttl, a.Renewable)})
 	m.log.Info("vault login", "accessor", a.Accessor, "ttl_seconds", a.LeaseDuration, "renewable", a.Renewable)
+	// Last: whoever readiness wakes finds the login already counted.
+	m.setReady(true)
 }
 
 func (m *Manager) drainWake() {
@@ -326,7 +327,6 @@ func (m *Manager) renew(ctx context.Context, tok token) error {
 	m.mu.Lock()
 	m.tok.issued, m.tok.ttl, m.tok.capped, m.tok.renewable = sent, ttl, capped, s.Auth.Renewable
 	m.mu.Unlock()
-	m.setReady(true)
 	result := RenewSuccess
 	if capped {
 		result = RenewCapped
@@ -338,6 +338,7 @@ func (m *Manager) renew(ctx context.Context, tok token) error {
 	m.o.Audit.Log(audit.Record{Event: audit.Renew, Result: "ok",
 		Detail: fmt.Sprintf("accessor=%s ttl=%s %s", tok.accessor, ttl, result)})
 	m.log.Info("vault token renewed", "accessor", tok.accessor, "ttl_seconds", s.Auth.LeaseDuration, "capped", capped)
+	m.setReady(true) // after the count, as in loggedIn
 	return nil
 }
 

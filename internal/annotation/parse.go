@@ -199,9 +199,13 @@ func crossCheck(s *Spec, seen map[string]bool) []*FieldError {
 	add := func(key, problem string) { out = append(out, &FieldError{Key: key, Problem: problem}) }
 	role, secret, auth := Prefix+"role", Prefix+"approle-secret", Prefix+"auth"
 	switch s.Auth {
-	case AuthKubernetes:
+	case AuthKubernetes, AuthJWT:
 		if !seen[role] {
-			add(role, "required when "+auth+" is kubernetes (the default)")
+			what := "kubernetes (the default)"
+			if s.Auth == AuthJWT {
+				what = "jwt"
+			}
+			add(role, "required when "+auth+" is "+what)
 		}
 		if seen[secret] {
 			add(secret, "only used when "+auth+" is approle")
@@ -211,7 +215,7 @@ func crossCheck(s *Spec, seen map[string]bool) []*FieldError {
 			add(secret, "required when "+auth+" is approle")
 		}
 		if seen[role] {
-			add(role, "only used when "+auth+" is kubernetes")
+			add(role, "only used when "+auth+" is kubernetes or jwt")
 		}
 	}
 	return out

@@ -31,6 +31,7 @@ type Auth string
 // not offered to pods.)
 const (
 	AuthKubernetes Auth = "kubernetes"
+	AuthJWT        Auth = "jwt"
 	AuthAppRole    Auth = "approle"
 )
 
@@ -72,7 +73,7 @@ func (d Delivery) String() string {
 type Spec struct {
 	Status        string                // KeyStatus, "" or StatusInjected
 	Auth          Auth                  // default AuthKubernetes
-	Role          string                // Kubernetes auth role
+	Role          string                // Kubernetes or jwt auth role
 	AuthMount     string                // "" : config default, then the agent's
 	AppRoleSecret string                // Secret holding role_id and secret_id
 	VaultAddr     string                // "" : config default

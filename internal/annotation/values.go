@@ -81,7 +81,7 @@ func parseCredOptional(p *state, name, v string) error {
 
 func parseAuth(p *state, _, v string) error {
 	switch a := Auth(v); a {
-	case AuthKubernetes, AuthAppRole:
+	case AuthKubernetes, AuthJWT, AuthAppRole:
 		p.spec.Auth = a
 		return nil
 	}

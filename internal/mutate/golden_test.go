@@ -83,6 +83,7 @@ func TestGolden(t *testing.T) {
 		{"native-multi", "partner-acme"},
 		{"classic-files", "partner-zeta"},
 		{"approle-socket", "dev"},
+		{"jwt-files", "fleet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

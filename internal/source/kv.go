@@ -66,7 +66,7 @@ func (v *Vault) readMetadata(ctx context.Context) (metadata, error) {
 		if vault.StatusCode(err) == http.StatusNotFound {
 			return metadata{}, fmt.Errorf("%s: %w", v.cred.KVPath(), errNotFound)
 		}
-		return metadata{}, vault.Wrap(vault.OpKVMetadata, err)
+		return metadata{}, vault.WrapResponse(vault.OpKVMetadata, resp, err)
 	}
 	var out struct {
 		Data metadata `json:"data"`
@@ -98,7 +98,7 @@ func (v *Vault) readData(ctx context.Context, version int) (map[string]json.RawM
 			}
 			return nil, versionMeta{}, fmt.Errorf("%s: %w", v.cred.KVPath(), errNotFound)
 		}
-		return nil, versionMeta{}, vault.Wrap(vault.OpKVRead, err)
+		return nil, versionMeta{}, vault.WrapResponse(vault.OpKVRead, resp, err)
 	}
 	raw, meta, err := v.parseData(resp)
 	if err != nil {

@@ -31,8 +31,16 @@ const DefaultRefresh = 10 * time.Second
 
 // Options configures a Vault source. Zero values take the defaults.
 type Options struct {
-	Refresh      time.Duration  // metadata poll interval; default 10 s
-	Jitter       float64        // ± fraction of Refresh; 0: 0.1; negative: none
+	Refresh time.Duration // metadata poll interval; default 10 s
+	Jitter  float64       // ± fraction of Refresh; 0: 0.1; negative: none
+	// MaxBackoff caps the wait after transient failures (429, 5xx,
+	// timeouts) unless Vault's Retry-After asks for longer; default 2×Refresh,
+	// so a source checks again within two refresh intervals of Vault
+	// recovering. It is never below Refresh.
+	MaxBackoff time.Duration
+	// Hold is how long after the last transient failure the source keeps
+	// polling at between one and two refresh intervals; default 10×Refresh.
+	Hold         time.Duration
 	TransitMount string         // default "transit"
 	MaxBody      int            // largest response body read; default 1 MiB
 	Clock        clock.Clock    // default clock.Real
@@ -52,6 +60,12 @@ func (o Options) withDefaults() Options {
 		o.Jitter = 0
 	case o.Jitter == 0 || o.Jitter >= 1:
 		o.Jitter = 0.1
+	}
+	if o.MaxBackoff < o.Refresh {
+		o.MaxBackoff = 2 * o.Refresh
+	}
+	if o.Hold <= 0 {
+		o.Hold = 10 * o.Refresh
 	}
 	if o.TransitMount == "" {
 		o.TransitMount = "transit"

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,6 +35,7 @@ type Vault struct {
 	st   *store.Store
 	o    Options
 	log  *slog.Logger
+	pace *pace
 
 	// Owned by the goroutine in Run or Once (never both at once).
 	served   int    // version being served; 0 before the first commit
@@ -50,7 +50,7 @@ type Vault struct {
 // declare cred.Name). It does nothing until Run or Once.
 func NewVault(c *api.Client, cred credspec.Credential, st *store.Store, opts Options) *Vault {
 	o := opts.withDefaults()
-	return &Vault{c: c, cred: cred, st: st, o: o,
+	return &Vault{c: c, cred: cred, st: st, o: o, pace: newPace(o),
 		log: o.Logger.With("component", "source", "credential", cred.Name, "kv_path", cred.KVPath())}
 }
 
@@ -62,11 +62,11 @@ func (v *Vault) Run(ctx context.Context) error {
 		}
 	}
 	for {
-		_ = v.checkOnce(ctx)
+		err := v.checkOnce(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		t := v.o.Clock.NewTimer(v.interval())
+		t := v.o.Clock.NewTimer(v.pace.next(v.o.Clock.Now(), err))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -98,7 +98,11 @@ func (v *Vault) Once(ctx context.Context) error {
 		if ctx.Err() != nil || !retryable(err) {
 			return fmt.Errorf("credential %s: %w", v.cred.Name, err)
 		}
-		t := v.o.Clock.NewTimer(bo.NextBackOff())
+		wait := bo.NextBackOff()
+		if ra, ok := vault.RetryAfter(err); ok {
+			wait = max(wait, ra)
+		}
+		t := v.o.Clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -116,12 +120,6 @@ func retryable(err error) bool {
 		}
 	}
 	return !vault.IsPermanent(err)
-}
-
-// interval is Refresh ± Jitter.
-func (v *Vault) interval() time.Duration {
-	f := 1 + v.o.Jitter*(2*rand.Float64()-1)
-	return time.Duration(float64(v.o.Refresh) * f)
 }
 
 // checkOnce runs a check; when Vault refused the token it asks for a fresh

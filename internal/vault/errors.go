@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 )
@@ -19,7 +21,11 @@ type RequestError struct {
 	Op     string // operation, one of the Op constants
 	Status int    // HTTP status; 0 when Vault did not answer
 	Msg    string // Vault's error messages, or the transport error
-	Err    error
+	// RetryAfter is the wait Vault asked for in a Retry-After header (a
+	// rate-limit quota's 429 carries one when the quota config enables
+	// response headers); 0 when it gave none.
+	RetryAfter time.Duration
+	Err        error
 }
 
 func (e *RequestError) Error() string {
@@ -54,6 +60,49 @@ func Wrap(op string, err error) error {
 		re.Msg = clip(oneLine(err.Error()), 300)
 	}
 	return re
+}
+
+// MaxRetryAfter bounds the Retry-After a client honours, so a wrong or
+// hostile header cannot park an agent for hours.
+const MaxRetryAfter = 5 * time.Minute
+
+// WrapResponse is Wrap for a raw request that left its response: it also
+// keeps the response's Retry-After (delay-seconds or an HTTP date, capped at
+// MaxRetryAfter).
+func WrapResponse(op string, resp *api.Response, err error) error {
+	werr := Wrap(op, err)
+	var re *RequestError
+	if resp == nil || resp.Response == nil || !errors.As(werr, &re) {
+		return werr
+	}
+	re.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return werr
+}
+
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		d = time.Duration(min(n, int64(MaxRetryAfter/time.Second))) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return max(0, min(d, MaxRetryAfter))
+}
+
+// RetryAfter returns the wait Vault asked for with err's response, if any.
+func RetryAfter(err error) (time.Duration, bool) {
+	var re *RequestError
+	if errors.As(err, &re) && re.RetryAfter > 0 {
+		return re.RetryAfter, true
+	}
+	return 0, false
 }
 
 type permanentError struct{ err error }

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 )
@@ -116,5 +118,46 @@ func TestOpFromPath(t *testing.T) {
 		if got := opFromPath(tt.path); got != tt.want {
 			t.Errorf("opFromPath(%q) = %q, want %q", tt.path, got, tt.want)
 		}
+	}
+}
+
+func TestWrapResponseRetryAfter(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name   string
+		header string
+		want   time.Duration
+	}{
+		{"none", "", 0},
+		{"seconds", "2", 2 * time.Second},
+		{"zero", "0", 0},
+		{"negative", "-5", 0},
+		{"capped", "86400", MaxRetryAfter},
+		{"http date", now.Add(90 * time.Second).UTC().Format(http.TimeFormat), 90 * time.Second},
+		{"date in the past", now.Add(-time.Minute).UTC().Format(http.TimeFormat), 0},
+		{"garbage", "soon", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := &api.Response{Response: &http.Response{StatusCode: 429, Header: http.Header{}}}
+			if tt.header != "" {
+				resp.Header.Set("Retry-After", tt.header)
+			}
+			err := WrapResponse(OpKVMetadata, resp, respErr(429, "request path \"secret/metadata/x\": rate limit quota exceeded"))
+			got, ok := RetryAfter(fmt.Errorf("read metadata: %w", err))
+			// An HTTP date has one-second resolution.
+			if ok != (tt.want > 0) || got < tt.want-time.Second || got > tt.want {
+				t.Errorf("RetryAfter = %v, %v; want %v", got, ok, tt.want)
+			}
+			if StatusCode(err) != 429 || IsPermanent(err) {
+				t.Errorf("status %d permanent %v; want a transient 429", StatusCode(err), IsPermanent(err))
+			}
+		})
+	}
+	if _, ok := RetryAfter(WrapResponse(OpKVMetadata, nil, respErr(503))); ok {
+		t.Error("RetryAfter without a response")
+	}
+	if WrapResponse(OpKVMetadata, nil, nil) != nil {
+		t.Error("WrapResponse(nil error) is not nil")
 	}
 }

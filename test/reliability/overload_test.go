@@ -308,3 +308,77 @@ func TestVaultOverload(t *testing.T) {
 		t.Errorf("the fleet sent %.1f reads/s during the overload, above the quota of %d", during, quota)
 	}
 }
+
+// TestVaultSlow makes Vault slower than the sources' request timeout (a
+// loopback proxy holds its answers back) for a few seconds: every source
+// keeps serving its last good version, the fleet does not retry into the
+// slow Vault faster than it normally polls (counted from Vault's audit
+// device), and once Vault is fast again every source serves a new version
+// within two refresh intervals plus the one request that was timing out.
+func TestVaultSlow(t *testing.T) {
+	testenv.NeedServers(t)
+	const (
+		n       = 20
+		refresh = 500 * time.Millisecond
+		timeout = time.Second
+		latency = 1500 * time.Millisecond
+		slow    = 6 * time.Second
+	)
+	proxy, err := testenv.StartProxy(vault.HostPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	f := startFleet(t, n, refresh, proxy.URL(), timeout)
+	auditFile := filepath.Join(t.TempDir(), "audit.log")
+	if err := vault.EnableFileAudit(auditFile); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = vault.DisableFileAudit(auditFile) })
+
+	baseStart := time.Now()
+	time.Sleep(2 * time.Second)
+	onset := time.Now()
+	proxy.SetLatency(latency)
+	t.Cleanup(func() { proxy.SetLatency(0) })
+	for end := onset.Add(slow); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+		f.requireServing(t, 1)
+	}
+	proxy.SetLatency(0)
+	fast := time.Now()
+	written := map[string]time.Time{}
+	for _, name := range f.names {
+		written[name] = f.put(t, name, 2)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	limit := 2*refresh + timeout
+	var slowest time.Duration
+	for _, name := range f.names {
+		if err := f.waitVersion(ctx, name, 2); err != nil {
+			t.Fatalf("%s never served version 2 after Vault was fast again", name)
+		}
+		at, _ := f.committedAt(name, 2)
+		took := at.Sub(written[name])
+		slowest = max(slowest, took)
+		if took > limit {
+			t.Errorf("%s served version 2 %v after it was written (%v after Vault was fast): want within %v",
+				name, took.Round(time.Millisecond), at.Sub(fast).Round(time.Millisecond), limit)
+		}
+	}
+	time.Sleep(time.Second)
+	reads, _ := auditedReads(t, auditFile, f.mount)
+	base := rate(reads, baseStart.Add(refresh), onset)
+	during := rate(reads, onset.Add(timeout), fast)
+	normal := float64(n) / refresh.Seconds()
+	t.Logf("metadata reads/s seen by Vault: baseline %.1f (normal %.0f), slow %.1f; per second from the onset: %v; slowest catch-up %v",
+		base, normal, during, perSecond(reads, onset, int(fast.Sub(onset)/time.Second)+2), slowest.Round(time.Millisecond))
+	if base < normal*0.8 {
+		t.Fatalf("baseline %.1f reads/s, want about %.0f", base, normal)
+	}
+	// A source waits its timeout, then one to two refresh intervals: a
+	// third of the normal rate or less. Retrying at once would be two thirds.
+	if max := normal * refresh.Seconds() / (timeout + refresh).Seconds(); during > max {
+		t.Errorf("the fleet sent %.1f reads/s to the slow Vault, want at most %.1f (no faster than a timeout plus one refresh interval each)", during, max)
+	}
+}

@@ -154,11 +154,17 @@ func (d *differ) array(parentPath string, parent map[string]json.RawMessage, key
 	if match, ok := alignByName(wasV, nowV, len(elems)); ok {
 		for j, i := range match {
 			elem := fmt.Sprintf("%s/%d", path, j)
-			switch {
-			case i < 0:
+			if i < 0 {
 				d.ops = append(d.ops, jsonpatch.NewOperation("add", elem, json.RawMessage(enc[j])))
-			case !same(wasV[i], enc[j]):
-				d.diff(elem, elems[i], enc[j])
+				continue
+			}
+			wasJSON, err := json.Marshal(wasV[i])
+			if err != nil {
+				d.fail(fmt.Errorf("encode %s: %w", elem, err))
+				return
+			}
+			if !bytes.Equal(wasJSON, enc[j]) {
+				d.object(elem, elems[i], wasJSON, enc[j])
 			}
 		}
 		return
@@ -224,6 +230,45 @@ func nameOf(v any) string {
 		return e.Name
 	}
 	return ""
+}
+
+// object diffs the JSON object raw (the original) field by field: a field
+// whose typed encoding is the same in wasJSON and nowJSON is skipped, a
+// changed one is diffed with the library (or added when raw lacks it). Not
+// an object in all three: the library diffs the whole.
+func (d *differ) object(path string, raw, wasJSON, nowJSON []byte) {
+	var rawM, wasM, nowM map[string]json.RawMessage
+	if json.Unmarshal(raw, &rawM) != nil || json.Unmarshal(wasJSON, &wasM) != nil || json.Unmarshal(nowJSON, &nowM) != nil {
+		d.diff(path, raw, nowJSON)
+		return
+	}
+	keys := make([]string, 0, len(nowM))
+	for k := range nowM {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if w, ok := wasM[k]; ok && bytes.Equal(w, nowM[k]) {
+			continue
+		}
+		if r, ok := rawM[k]; ok {
+			d.diff(path+"/"+escape(k), r, nowM[k])
+		} else {
+			d.ops = append(d.ops, jsonpatch.NewOperation("add", path+"/"+escape(k), nowM[k]))
+		}
+	}
+	gone := make([]string, 0)
+	for k := range rawM {
+		if _, ok := nowM[k]; !ok {
+			if _, typed := wasM[k]; typed {
+				gone = append(gone, k)
+			}
+		}
+	}
+	slices.Sort(gone)
+	for _, k := range gone {
+		d.ops = append(d.ops, jsonpatch.NewOperation("remove", path+"/"+escape(k), nil))
+	}
 }
 
 // add adds key to the parent object, or the parent itself when it is absent.

@@ -80,8 +80,7 @@ func parseCredOptional(p *state, name, v string) error {
 }
 
 func parseAuth(p *state, _, v string) error {
-	switch a := Auth(v); a {
-	case AuthKubernetes, AuthAppRole:
+	if a := Auth(v); slices.Contains(Auths, a) {
 		p.spec.Auth = a
 		return nil
 	}
@@ -163,17 +162,16 @@ func parseNotify(p *state, _, v string) error {
 }
 
 func parseDelivery(p *state, _, v string) error {
-	switch v {
-	case "socket,files", "files,socket":
-		p.spec.Delivery = Delivery{Socket: true, Files: true}
-	case "socket":
-		p.spec.Delivery = Delivery{Socket: true}
-	case "files":
-		p.spec.Delivery = Delivery{Files: true}
-	default:
-		return errBad
+	if v == "files,socket" {
+		v = "socket,files"
 	}
-	return nil
+	for _, d := range Deliveries {
+		if d.String() == v {
+			p.spec.Delivery = d
+			return nil
+		}
+	}
+	return errBad
 }
 
 func parseContainers(p *state, _, v string) error {
@@ -223,8 +221,7 @@ func parseRefresh(p *state, _, v string) error {
 }
 
 func parseSidecar(p *state, _, v string) error {
-	switch s := Sidecar(v); s {
-	case SidecarNative, SidecarClassic:
+	if s := Sidecar(v); slices.Contains(Sidecars, s) {
 		p.spec.Sidecar = s
 		return nil
 	}

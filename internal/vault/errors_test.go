@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -149,7 +150,7 @@ func TestWrapResponseRetryAfter(t *testing.T) {
 			if ok != (tt.want > 0) || got < tt.want-time.Second || got > tt.want {
 				t.Errorf("RetryAfter = %v, %v; want %v", got, ok, tt.want)
 			}
-			if StatusCode(err) != 429 || IsPermanent(err) {
+			if StatusCode(err) != 429 || IsPermanent(err) || !errors.Is(err, ErrThrottled) {
 				t.Errorf("status %d permanent %v; want a transient 429", StatusCode(err), IsPermanent(err))
 			}
 		})
@@ -159,5 +160,39 @@ func TestWrapResponseRetryAfter(t *testing.T) {
 	}
 	if WrapResponse(OpKVMetadata, nil, nil) != nil {
 		t.Error("WrapResponse(nil error) is not nil")
+	}
+}
+
+func TestRequestErrorKinds(t *testing.T) {
+	refused := &url.Error{Op: "Get", URL: "http://127.0.0.1:1", Err: errors.New("connection refused")}
+	tests := []struct {
+		name string
+		err  error
+		is   []error
+		not  []error
+	}{
+		{"404", &api.ResponseError{StatusCode: 404}, []error{ErrNotFound}, []error{ErrPermission, ErrUnreachable}},
+		{"403", &api.ResponseError{StatusCode: 403, Errors: []string{"permission denied"}}, []error{ErrPermission}, []error{ErrNotFound, ErrUnreachable}},
+		{"401", &api.ResponseError{StatusCode: 401}, []error{ErrPermission}, nil},
+		{"500", &api.ResponseError{StatusCode: 500}, nil, []error{ErrNotFound, ErrPermission, ErrUnreachable, ErrThrottled}},
+		{"429 rate-limit quota", &api.ResponseError{StatusCode: 429}, []error{ErrThrottled}, []error{ErrPermission, ErrUnreachable}},
+		{"503 sealed", &api.ResponseError{StatusCode: 503}, []error{ErrThrottled}, []error{ErrUnreachable}},
+		{"refused", refused, []error{ErrUnreachable}, []error{ErrNotFound, ErrPermission}},
+		{"cancelled", &url.Error{Op: "Get", URL: "http://x", Err: context.Canceled}, nil, []error{ErrUnreachable}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Wrap(OpKVRead, tt.err)
+			for _, k := range tt.is {
+				if !errors.Is(err, k) {
+					t.Errorf("%v is not %v", err, k)
+				}
+			}
+			for _, k := range tt.not {
+				if errors.Is(err, k) {
+					t.Errorf("%v is %v", err, k)
+				}
+			}
+		})
 	}
 }

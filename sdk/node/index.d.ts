@@ -129,16 +129,3 @@ export declare class NotReadyError extends CredletError {}
 export declare class BadRequestError extends CredletError {}
 /** The socket is absent or the agent did not answer, after the retries. */
 export declare class UnavailableError extends CredletError {}
-
-declare const credlet: {
-  Client: typeof Client;
-  Credential: typeof Credential;
-  CredletError: typeof CredletError;
-  ForbiddenError: typeof ForbiddenError;
-  NotFoundError: typeof NotFoundError;
-  NotReadyError: typeof NotReadyError;
-  BadRequestError: typeof BadRequestError;
-  UnavailableError: typeof UnavailableError;
-  DEFAULT_SOCKET: string;
-};
-export default credlet;

@@ -13,4 +13,3 @@ export const {
   UnavailableError,
   DEFAULT_SOCKET,
 } = credlet;
-export default credlet;

@@ -75,7 +75,7 @@ class GetListHealth(unittest.TestCase):
         self.assertFalse(b.optional)
 
     def test_keep_alive(self) -> None:
-        """Sequential requests reuse one connection."""
+        # Sequential requests reuse one connection.
         with fast() as c:
             c.health()
             first = c._idle[0].sock
@@ -179,7 +179,7 @@ class Errors(unittest.TestCase):
 
 class Restart(unittest.TestCase):
     def test_get_waits_for_the_agent(self) -> None:
-        """Get keeps trying while the agent restarts (socket absent, then refusing)."""
+        # Get keeps trying while the agent restarts (socket absent, then refusing).
         AGENT.main.stop()
         t = threading.Timer(0.4, AGENT.main.start)
         t.start()
@@ -253,7 +253,7 @@ class Watch(unittest.TestCase):
             other.stop()
 
     def test_waits_for_the_first_version(self) -> None:
-        """A watch on a set not fetched yet parks until it is."""
+        # A watch on a set not fetched yet parks until it is.
         other = AGENT.run_agent("later", "--credential", "later=secret/demo/later;optional",
                                 "--credential", "exchange=secret/demo/exchange")
         try:

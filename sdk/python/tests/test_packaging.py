@@ -15,9 +15,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 class Packaging(unittest.TestCase):
     def test_pip_install_offline(self) -> None:
-        """`pip install ./sdk/python` with no index: the in-tree backend
-        needs nothing from one. The installed copy imports from elsewhere
-        and carries py.typed."""
+        # `pip install ./sdk/python` with no index: the in-tree backend
+        # needs nothing from one. The installed copy imports from elsewhere
+        # and carries py.typed.
         with tempfile.TemporaryDirectory() as target:
             out = subprocess.run(
                 [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--quiet",

@@ -363,7 +363,7 @@ class Client {
         if (this._closer.signal.aborted) return finish(reject, new UnavailableError(0, 'closed', 'client closed'));
         if (signal?.aborted) return finish(reject, abortError(signal));
         const e = new UnavailableError(0, 'unavailable', `${this.socketPath}: ${describe(err)}`, { cause: err });
-        e.reusedSocket = req.reusedSocket && err.code !== 'ETIMEDOUT';
+        Object.defineProperty(e, 'reusedSocket', { value: req.reusedSocket && err.code !== 'ETIMEDOUT' });
         finish(reject, e);
       });
       req.on('response', (res) => {

@@ -19,6 +19,11 @@ from ._sync import Client
 
 __version__ = "0.2.0"
 
+# Tracebacks and reprs name the public module, not the private one.
+for _cls in (Credential, CredentialHealth, Health, Info, CredletError, Forbidden, NotFound, NotReady, BadRequest, Unavailable):
+    _cls.__module__ = __name__
+del _cls
+
 __all__ = [
     "Client",
     "Credential",

@@ -359,13 +359,15 @@ class Client {
       signal?.addEventListener('abort', onAbort, { once: true });
       this._closer.signal.addEventListener('abort', onAbort, { once: true });
       req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error('no answer in time'), { code: 'ETIMEDOUT' })));
-      req.on('error', (err) => {
+      // A failed exchange: closed and aborted win over what the socket saw.
+      const fail = (err) => {
         if (this._closer.signal.aborted) return finish(reject, new UnavailableError(0, 'closed', 'client closed'));
         if (signal?.aborted) return finish(reject, abortError(signal));
         const e = new UnavailableError(0, 'unavailable', `${this.socketPath}: ${describe(err)}`, { cause: err });
         Object.defineProperty(e, 'reusedSocket', { value: req.reusedSocket && err.code !== 'ETIMEDOUT' });
         finish(reject, e);
-      });
+      };
+      req.on('error', fail);
       req.on('response', (res) => {
         const chunks = [];
         let size = 0;
@@ -378,7 +380,10 @@ class Client {
           }
           chunks.push(c);
         });
-        res.on('error', () => {}); // reported through req's 'error'
+        res.on('error', () => {}); // settled by 'close' below, or by req's 'error'
+        res.on('close', () => {
+          if (!res.complete) fail(Object.assign(new Error('the agent closed the connection mid-answer'), { code: 'ECONNRESET' }));
+        });
         res.on('end', () => {
           try {
             finish(resolve, { status: res.statusCode, body: decode(res.statusCode, res.statusMessage, Buffer.concat(chunks)) });
@@ -394,7 +399,7 @@ class Client {
 
 function describe(err) {
   if (err.code === 'ETIMEDOUT') return 'no answer in time';
-  if (err.code === 'ECONNRESET' || err.code === 'EPIPE') return 'the agent closed the connection';
+  if (err.code === 'ECONNRESET' || err.code === 'EPIPE') return err.message.includes('mid-answer') ? err.message : 'the agent closed the connection';
   if (err.code === 'ENOENT') return 'no socket there (ENOENT)';
   if (err.code === 'ECONNREFUSED') return 'connection refused (ECONNREFUSED)';
   return err.code ? `${err.message} (${err.code})` : err.message;

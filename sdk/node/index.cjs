@@ -438,5 +438,5 @@ module.exports = {
   UnavailableError,
   DEFAULT_SOCKET,
   // for tests
-  _internal: { TokenBucket, backoffDelay, isTransient },
+  _internal: { TokenBucket, backoffDelay, isTransient, toCredential, decode },
 };

@@ -19,7 +19,7 @@ import {
 import internals from '../index.cjs';
 import { DevAgent } from './agent.mjs';
 
-const { TokenBucket, backoffDelay } = internals._internal;
+const { TokenBucket, backoffDelay, isTransient, toCredential, decode } = internals._internal;
 
 let agent;
 before(async () => {
@@ -56,7 +56,7 @@ async function timed(fn) {
 }
 
 /** The next item of an async iterator, within ms. */
-async function next(it, ms = 15000) {
+async function next(it, ms = 30000) {
   let t;
   const timeout = new Promise((_, reject) => {
     t = setTimeout(() => reject(new Error(`nothing from the watch in ${ms}ms`)), ms);
@@ -263,8 +263,8 @@ describe('watch', () => {
     assert.equal(second.field('api_secret'), first.field('api_secret'));
 
     // The agent restarts while the next long poll is parked.
-    const parked = next(it);
-    await new Promise((r) => setTimeout(r, 100));
+    const parked = next(it, 30000);
+    while (Object.values(c._agent.sockets).flat().length === 0) await new Promise((r) => setTimeout(r, 5));
     await agent.restart();
     await agent.rotate({ api_key: `FAKE-node-${v + 2}` });
     const third = (await parked).value;
@@ -357,6 +357,24 @@ describe('rate limit', () => {
   test('back-off doubles with jitter up to the cap', () => {
     assert.deepEqual([1, 2, 3, 4, 5, 6].map((a) => backoffDelay(a, 100, 1000, () => 1)), [100, 200, 400, 800, 1000, 1000]);
     assert.equal(backoffDelay(3, 100, 1000, () => 0), 200);
+  });
+});
+
+describe('decoding', () => {
+  test('times and expiry', () => {
+    const c = toCredential({ name: 'a', version: 2, fields: { k: 'FAKE' }, fetched_at: '2026-12-06T09:24:21.874800407Z', expires_at: '2026-12-07T11:00:00+02:00' });
+    assert.equal(c.fetchedAt.toISOString(), '2026-12-06T09:24:21.874Z');
+    assert.equal(c.expiresAt.toISOString(), '2026-12-07T09:00:00.000Z');
+    assert.equal(toCredential({ name: 'a', version: 1, fields: {} }).expiresAt, null);
+  });
+
+  test('bad answers', () => {
+    for (const doc of [{ name: 'a' }, { name: 'a', version: 'x', fields: {} }, { name: 'a', version: 1, fields: {}, fetched_at: 'yesterday' }]) {
+      assert.throws(() => toCredential(doc), (e) => e instanceof CredletError && e.code === 'bad_answer');
+    }
+    assert.throws(() => decode(200, 'OK', Buffer.from('not json')), (e) => e.code === 'bad_answer');
+    assert.throws(() => decode(502, 'Bad Gateway', Buffer.alloc(0)), (e) => e.status === 502 && e.code === 'http_502' && isTransient(e));
+    assert.equal(decode(304, 'Not Modified', Buffer.alloc(0)), null);
   });
 });
 

@@ -110,15 +110,18 @@ class AsyncClient(unittest.IsolatedAsyncioTestCase):
         with self.assertLogs("credlet", logging.WARNING) as logs:
             task = asyncio.ensure_future(run())
             try:
-                first = await asyncio.wait_for(got.get(), 15)
+                first = await asyncio.wait_for(got.get(), 30)
                 v = first.version
                 self.assertEqual(v, await asyncio.to_thread(AGENT.current_version))
                 await asyncio.to_thread(AGENT.rotate, api_key="FAKE-async-%d" % (v + 1))
-                second = await asyncio.wait_for(got.get(), 15)
+                second = await asyncio.wait_for(got.get(), 30)
                 self.assertEqual((second.version, second.fields["api_key"]), (v + 1, "FAKE-async-%d" % (v + 1)))
+                # The agent restarts while the next long poll is parked.
+                while not c._busy:
+                    await asyncio.sleep(0.005)
                 await asyncio.to_thread(AGENT.restart)
                 await asyncio.to_thread(AGENT.rotate, api_key="FAKE-async-%d" % (v + 2))
-                third = await asyncio.wait_for(got.get(), 15)
+                third = await asyncio.wait_for(got.get(), 30)
                 self.assertEqual((third.version, third.fields["api_key"]), (v + 2, "FAKE-async-%d" % (v + 2)))
                 await c.close()
                 await asyncio.wait_for(task, 5)  # close() ends the watch

@@ -28,6 +28,14 @@ def tearDownModule() -> None:
     AGENT.close()
 
 
+def wait_until(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in %gs" % timeout)
+        time.sleep(0.005)
+
+
 def fast(**kw):
     kw.setdefault("backoff", (0.01, 0.05))
     return credlet.Client(AGENT.socket, **kw)
@@ -205,7 +213,7 @@ class Watch(unittest.TestCase):
             done.set()
 
         def next_version() -> credlet.Credential:
-            item = got.get(timeout=15)
+            item = got.get(timeout=30)
             if isinstance(item, Exception):
                 raise item
             return item
@@ -223,6 +231,8 @@ class Watch(unittest.TestCase):
             self.assertEqual(second.fields["api_key"], "FAKE-rotated-%d" % (v + 1))
             self.assertEqual(second.fields["api_secret"], first.fields["api_secret"])
 
+            # The agent restarts while the next long poll is parked.
+            wait_until(lambda: len(c._busy) == 1)
             AGENT.restart()
             AGENT.rotate(api_key="FAKE-rotated-%d" % (v + 2))
             third = next_version()
@@ -307,6 +317,35 @@ class Backoff(unittest.TestCase):
         self.assertEqual([_core.backoff_delay(a, 0.1, 1.0, rand=lambda: 1.0) for a in range(1, 7)],
                          [0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
         self.assertEqual(_core.backoff_delay(3, 0.1, 1.0, rand=lambda: 0.0), 0.2)
+
+
+class Decode(unittest.TestCase):
+    def test_times(self) -> None:
+        t = _core.parse_time("2026-12-06T09:24:21.874800407Z")
+        self.assertEqual((t.year, t.second, t.microsecond, t.utcoffset().total_seconds()), (2026, 21, 874800, 0))
+        t = _core.parse_time("2026-12-06T11:24:21+02:00")
+        self.assertEqual(t, datetime(2026, 12, 6, 9, 24, 21, tzinfo=timezone.utc))
+        self.assertIsNone(_core.parse_time(None))
+        with self.assertRaises(ValueError):
+            _core.parse_time("yesterday")
+
+    def test_expires_at(self) -> None:
+        cred = _core.to_credential({"name": "a", "version": 2, "fields": {"k": "FAKE"},
+                                    "fetched_at": "2026-12-06T09:00:00Z", "expires_at": "2026-12-07T09:00:00.5Z"})
+        self.assertEqual(cred.expires_at, datetime(2026, 12, 7, 9, 0, 0, 500000, tzinfo=timezone.utc))
+
+    def test_bad_answers(self) -> None:
+        for doc in ({"name": "a"}, {"name": "a", "version": "x", "fields": {}}, {"name": "a", "version": 1, "fields": []}):
+            with self.assertRaises(credlet.CredletError) as cm:
+                _core.to_credential(doc)
+            self.assertEqual(cm.exception.code, "bad_answer")
+        with self.assertRaises(credlet.CredletError) as cm:
+            _core.decode(200, "OK", b"not json")
+        self.assertEqual(cm.exception.code, "bad_answer")
+        with self.assertRaises(credlet.CredletError) as cm:
+            _core.decode(502, "Bad Gateway", b"")
+        self.assertEqual((cm.exception.status, cm.exception.code), (502, "http_502"))
+        self.assertTrue(credlet._errors.transient(cm.exception))
 
 
 class Redaction(unittest.TestCase):

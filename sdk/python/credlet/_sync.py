@@ -167,8 +167,8 @@ class Client:
             wait = self._bucket.reserve()
             if wait > 0:
                 self._closed.wait(wait)
-        for _ in range(2):
-            conn, reused = self._checkout(timeout)
+        for fresh in (False, True):
+            conn, reused = self._checkout(timeout, fresh)
             try:
                 conn.request("GET", path, headers={"Accept": "application/json"})
                 resp = conn.getresponse()
@@ -192,11 +192,13 @@ class Client:
             return resp.status, _core.decode(resp.status, resp.reason, body)
         raise AssertionError("unreachable")
 
-    def _checkout(self, timeout: float) -> Tuple[_UnixConnection, bool]:
+    def _checkout(self, timeout: float, fresh: bool) -> Tuple[_UnixConnection, bool]:
+        """A connection from the pool (unless fresh) or a new one, and
+        whether it was reused."""
         with self._lock:
             if self._closed.is_set():
                 raise Unavailable(0, "closed", "client closed")
-            conn = self._idle.pop() if self._idle else None
+            conn = self._idle.pop() if self._idle and not fresh else None
             reused = conn is not None
             if conn is None:
                 conn = _UnixConnection(self.socket_path, timeout)

@@ -164,10 +164,10 @@ class Client:
             wait = self._bucket.reserve()
             if wait > 0:
                 await self._sleep(wait)
-        for _ in range(2):
+        for fresh in (False, True):
             if self._closed:
                 raise Unavailable(0, "closed", "client closed")
-            conn = self._idle.pop() if self._idle else None
+            conn = self._idle.pop() if self._idle and not fresh else None
             reused = conn is not None
             try:
                 if conn is None:

@@ -51,6 +51,15 @@ class AsyncClient(unittest.IsolatedAsyncioTestCase):
             creds = await asyncio.gather(*(c.get("broker-oauth") for _ in range(40)))
         self.assertEqual({x.version for x in creds}, {1})
 
+    async def test_stale_connections_after_a_restart(self) -> None:
+        # Kept-alive connections the old agent closed are replaced without
+        # using up a try (attempts=1).
+        async with fast(attempts=1) as c:
+            await asyncio.gather(*(c.get("broker-oauth") for _ in range(3)))
+            self.assertGreaterEqual(len(c._idle), 2)
+            await asyncio.to_thread(AGENT.restart)
+            self.assertEqual((await c.get("broker-oauth")).version, 1)
+
     async def test_errors(self) -> None:
         async with fast(attempts=4, backoff=(0.2, 0.2)) as c:
             for name, cls, status, code in (("nope", credlet.NotFound, 404, "not_found"),

@@ -198,6 +198,26 @@ class Restart(unittest.TestCase):
             t.join()
 
 
+    def test_stale_connections_after_a_restart(self) -> None:
+        # Kept-alive connections the old agent closed are replaced without
+        # using up a try (attempts=1).
+        with fast(attempts=1) as c:
+            barrier = threading.Barrier(3)
+
+            def get() -> None:
+                barrier.wait()
+                c.get("broker-oauth")
+
+            ts = [threading.Thread(target=get) for _ in range(3)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(10)
+            self.assertGreaterEqual(len(c._idle), 2)
+            AGENT.restart()
+            self.assertEqual(c.get("broker-oauth").version, 1)
+
+
 class Watch(unittest.TestCase):
     def test_rotation_and_restart(self) -> None:
         c = fast(wait_timeout=2)

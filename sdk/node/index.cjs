@@ -330,15 +330,16 @@ class Client {
       if (this._closer.signal.aborted) throw new UnavailableError(0, 'closed', 'client closed');
       if (signal?.aborted) throw abortError(signal);
       try {
-        return await this._exchange(path, timeoutMs, signal);
+        return await this._exchange(path, timeoutMs, signal, i > 0);
       } catch (err) {
-        if (err.reusedSocket && i === 0) continue; // the agent closed a kept-alive connection: once more, fresh
+        if (err.reusedSocket && i === 0) continue; // the agent closed a kept-alive connection: once more, on a new one
         throw err;
       }
     }
   }
 
-  _exchange(path, timeoutMs, signal) {
+  /** One request and its answer; fresh: on a connection of its own, outside the pool. */
+  _exchange(path, timeoutMs, signal, fresh) {
     return new Promise((resolve, reject) => {
       let settled = false;
       const finish = (fn, v) => {
@@ -352,7 +353,7 @@ class Client {
         socketPath: this.socketPath,
         path,
         method: 'GET',
-        agent: this._agent,
+        agent: fresh ? false : this._agent,
         headers: { Host: 'localhost', Accept: 'application/json' },
       });
       const onAbort = () => req.destroy(Object.assign(new Error('aborted'), { name: 'AbortError' }));

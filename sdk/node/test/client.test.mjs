@@ -244,6 +244,20 @@ describe('restart', () => {
       c.close();
     }
   });
+
+  test('stale connections after a restart', async () => {
+    // Kept-alive connections the old agent closed are replaced without
+    // using up a try (attempts: 1).
+    const c = fast({ attempts: 1 });
+    try {
+      await Promise.all([1, 2, 3].map(() => c.get('broker-oauth')));
+      assert.ok(Object.values(c._agent.freeSockets).flat().length >= 2);
+      await agent.restart();
+      assert.equal((await c.get('broker-oauth')).version, 1);
+    } finally {
+      c.close();
+    }
+  });
 });
 
 describe('watch', () => {

@@ -315,8 +315,18 @@ class Client {
         return (await this._once(path, this.timeoutMs, signal)).body;
       } catch (err) {
         if (!isTransient(err) || attempt >= this.attempts || this._closer.signal.aborted) throw err;
-        await sleep(backoffDelay(attempt, ...this.backoff), signal, this._closer.signal);
+        await this._pause(backoffDelay(attempt, ...this.backoff), signal);
       }
+    }
+  }
+
+  /** Sleeps ms; rejects with the signal's reason, or UnavailableError "closed" on close(). */
+  async _pause(ms, signal) {
+    try {
+      await sleep(ms, signal, this._closer.signal);
+    } catch (err) {
+      if (this._closer.signal.aborted) throw new UnavailableError(0, 'closed', 'client closed');
+      throw err;
     }
   }
 
@@ -324,7 +334,7 @@ class Client {
   async _once(path, timeoutMs, signal) {
     if (this._bucket) {
       const wait = this._bucket.reserve();
-      if (wait > 0) await sleep(wait, signal, this._closer.signal);
+      if (wait > 0) await this._pause(wait, signal);
     }
     for (let i = 0; ; i++) {
       if (this._closer.signal.aborted) throw new UnavailableError(0, 'closed', 'client closed');

@@ -216,6 +216,15 @@ describe('errors', () => {
     assert.equal(err.code, 'closed');
   });
 
+  test('close() during the back-off', async () => {
+    const c = fast({ socketPath: path.join(agent.dir, 'absent.sock'), attempts: 100, backoff: [50, 50] });
+    setTimeout(() => c.close(), 100);
+    const { err, took } = await timed(() => c.get('exchange'));
+    assert.ok(err instanceof UnavailableError);
+    assert.equal(err.code, 'closed');
+    assert.ok(took < 1000);
+  });
+
   test('AbortSignal rejects a call', async () => {
     const c = fast({ socketPath: path.join(agent.dir, 'absent.sock'), attempts: 100, backoff: [50, 50] });
     const ac = new AbortController();

@@ -132,8 +132,14 @@ path "secret/metadata/partners/e2e/`+ns+`/*" { capabilities = ["read"] }
 		t.Errorf("metrics lack one permanent jwt login error:\n%s", grepLines(m, "credlet_logins_total"))
 	}
 	refused.stop(t)
-	if b, _ := os.ReadFile(refused.logPath); strings.Contains(string(b), wrong) {
-		t.Errorf("the agent logged the token")
+	for _, f := range []string{refused.logPath, refused.auditPath} {
+		if b, _ := os.ReadFile(f); strings.Contains(string(b), wrong) {
+			t.Errorf("the agent wrote the token to %s", f)
+		}
+	}
+	if b, _ := os.ReadFile(refused.auditPath); len(grepLinesSlice(string(b), `"event":"login"`)) != 1 ||
+		!strings.Contains(string(b), "invalid audience") {
+		t.Errorf("the audit trail lacks the one refused login:\n%s", b)
 	}
 
 	// Accepted: the projected token with audience vault.
@@ -184,7 +190,7 @@ func injectedAgent(t *testing.T, ctx context.Context, ns, name string, annotatio
 type runningAgent struct {
 	port               int
 	socket, secretsDir string
-	logPath            string
+	logPath, auditPath string
 	args               []string
 	exited             chan error
 	cmd                *exec.Cmd
@@ -209,7 +215,7 @@ func startAgent(t *testing.T, ctx context.Context, agentBin string, agent corev1
 		t.Fatal(err)
 	}
 	a := &runningAgent{port: port, secretsDir: filepath.Join(dir, "secrets"), socket: filepath.Join(runDir, "agent.sock"),
-		logPath: filepath.Join(dir, "agent.log"), exited: make(chan error, 1)}
+		logPath: filepath.Join(dir, "agent.log"), auditPath: filepath.Join(dir, "audit.log"), exited: make(chan error, 1)}
 	if err := os.Mkdir(a.secretsDir, 0o777); err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +237,12 @@ func startAgent(t *testing.T, ctx context.Context, agentBin string, agent corev1
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logFile.Close() })
-	cmd.Stdout, cmd.Stderr = logFile, logFile
+	auditFile, err := os.Create(a.auditPath) // the audit trail goes to stdout by default
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { auditFile.Close() })
+	cmd.Stdout, cmd.Stderr = auditFile, logFile
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {

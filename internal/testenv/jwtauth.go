@@ -96,15 +96,21 @@ func jwksToPEM(doc []byte) ([]string, error) {
 			if !ok {
 				return nil, fmt.Errorf("ec curve %q not supported", k.Crv)
 			}
-			x, err := b64(k.X)
-			if err != nil {
-				return nil, fmt.Errorf("ec x: %w", err)
+			x, errX := base64.RawURLEncoding.DecodeString(k.X)
+			y, errY := base64.RawURLEncoding.DecodeString(k.Y)
+			size := (curve.Params().BitSize + 7) / 8
+			if errX != nil || errY != nil || len(x) > size || len(y) > size {
+				return nil, fmt.Errorf("ec key: bad coordinates")
 			}
-			y, err := b64(k.Y)
+			point := make([]byte, 1+2*size)
+			point[0] = 4 // uncompressed
+			copy(point[1+size-len(x):], x)
+			copy(point[1+2*size-len(y):], y)
+			ec, err := ecdsa.ParseUncompressedPublicKey(curve, point)
 			if err != nil {
-				return nil, fmt.Errorf("ec y: %w", err)
+				return nil, fmt.Errorf("ec key: %w", err)
 			}
-			pub = &ecdsa.PublicKey{Curve: curve, X: x, Y: y}
+			pub = ec
 		default:
 			return nil, fmt.Errorf("key type %q not supported", k.Kty)
 		}

@@ -16,7 +16,7 @@
 // (bad ciphertext, missing fields) are not retried until a new version
 // appears; others (403, verify) are retried next refresh. Transient
 // failures (429, 5xx, timeouts, network) back off with full jitter up to
-// MaxBackoff (two refresh intervals) or Vault's Retry-After, and the source
+// MaxBackoff (1.9 refresh intervals) or Vault's Retry-After, and the source
 // polls at one to two intervals for Hold after the last one (see pace), so
 // an overloaded Vault is not hit in step by the whole fleet.
 // When Vault refuses the token (403) the source tells the lease manager,

@@ -34,12 +34,14 @@ type Options struct {
 	Refresh time.Duration // metadata poll interval; default 10 s
 	Jitter  float64       // ± fraction of Refresh; 0: 0.1; negative: none
 	// MaxBackoff caps the wait after transient failures (429, 5xx,
-	// timeouts) unless Vault's Retry-After asks for longer; default 2×Refresh,
-	// so a source checks again within two refresh intervals of Vault
+	// timeouts) unless Vault's Retry-After asks for longer, and the wait
+	// during Hold. Default (2 − Jitter)×Refresh (1.9×): a check that starts
+	// as late as that still ends within two refresh intervals of Vault
 	// recovering. It is never below Refresh.
 	MaxBackoff time.Duration
 	// Hold is how long after the last transient failure the source keeps
-	// polling at between one and two refresh intervals; default 10×Refresh.
+	// polling at between Refresh and min(MaxBackoff, 2×Refresh); default
+	// 10×Refresh.
 	Hold         time.Duration
 	TransitMount string         // default "transit"
 	MaxBody      int            // largest response body read; default 1 MiB
@@ -62,7 +64,7 @@ func (o Options) withDefaults() Options {
 		o.Jitter = 0.1
 	}
 	if o.MaxBackoff < o.Refresh {
-		o.MaxBackoff = 2 * o.Refresh
+		o.MaxBackoff = time.Duration((2 - o.Jitter) * float64(o.Refresh))
 	}
 	if o.Hold <= 0 {
 		o.Hold = 10 * o.Refresh

@@ -17,11 +17,11 @@ import (
 //     A longer Retry-After from Vault wins, plus a little jitter so agents
 //     told the same instant spread out.
 //   - For Hold after the last such failure, even when checks succeed: a
-//     uniform time in [Refresh, 2·Refresh]. An overloaded Vault is then not
-//     hit again at full rate the moment some requests get through, which is
-//     what would keep the fleet at or above a quota.
+//     uniform time in [Refresh, min(MaxBackoff, 2·Refresh)]. An overloaded
+//     Vault is then not hit again at full rate the moment some requests get
+//     through, which is what would keep the fleet at or above a quota.
 //
-// With the defaults (MaxBackoff 2·Refresh) no wait exceeds two refresh
+// With the defaults (MaxBackoff 1.9·Refresh) no wait exceeds 1.9 refresh
 // intervals unless Vault asks for longer, so once Vault recovers every
 // source has checked again within two refresh intervals. The fleet's rate
 // during an overload is then about two thirds of its normal rate: a quota

@@ -57,15 +57,15 @@ func TestPace(t *testing.T) {
 
 func TestPaceDefaults(t *testing.T) {
 	o := Options{Refresh: 10 * time.Second}.withDefaults()
-	if o.MaxBackoff != 20*time.Second || o.Hold != 100*time.Second {
-		t.Errorf("MaxBackoff %v Hold %v; want 2 and 10 refresh intervals", o.MaxBackoff, o.Hold)
+	if o.MaxBackoff != 19*time.Second || o.Hold != 100*time.Second {
+		t.Errorf("MaxBackoff %v Hold %v; want 1.9 and 10 refresh intervals", o.MaxBackoff, o.Hold)
 	}
 	p := newPace(o)
 	p.rand = func() float64 { return 0.999999 }
 	now := time.Unix(1_700_000_000, 0)
 	for i := range 40 {
-		if w := p.next(now, vaultErr(500, "")); w > 2*o.Refresh {
-			t.Fatalf("failure %d: wait %v exceeds two refresh intervals", i+1, w)
+		if w := p.next(now, vaultErr(500, "")); w > 19*o.Refresh/10 {
+			t.Fatalf("failure %d: wait %v exceeds 1.9 refresh intervals", i+1, w)
 		}
 	}
 }

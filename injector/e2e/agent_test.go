@@ -59,7 +59,7 @@ path "secret/metadata/partners/e2e/*" { capabilities = ["read"] }
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := startAgent(t, ctx, agentBin, container, token)
+	a := startAgent(t, agentBin, container, token)
 	a.waitReady(t, ctx)
 	checkServesAndRotates(t, ctx, a, "partners/e2e/exa")
 }
@@ -110,7 +110,7 @@ path "secret/metadata/partners/e2e/`+ns+`/*" { capabilities = ["read"] }
 	if err != nil {
 		t.Fatal(err)
 	}
-	refused := startAgent(t, ctx, agentBin, container, wrong)
+	refused := startAgent(t, agentBin, container, wrong)
 	deadline := time.Now().Add(20 * time.Second)
 	var lines []string
 	for len(lines) == 0 {
@@ -147,7 +147,7 @@ path "secret/metadata/partners/e2e/`+ns+`/*" { capabilities = ["read"] }
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := startAgent(t, ctx, agentBin, container, token)
+	a := startAgent(t, agentBin, container, token)
 	a.waitReady(t, ctx)
 	checkServesAndRotates(t, ctx, a, kvPath)
 	if m := a.metrics(t); !strings.Contains(m, `credlet_logins_total{method="jwt",result="success"} 1`) {
@@ -198,7 +198,7 @@ type runningAgent struct {
 }
 
 // startAgent runs the container's agent with token as the projected token.
-func startAgent(t *testing.T, ctx context.Context, agentBin string, agent corev1.Container, token string) *runningAgent {
+func startAgent(t *testing.T, agentBin string, agent corev1.Container, token string) *runningAgent {
 	t.Helper()
 	dir := t.TempDir()
 	runDir, err := os.MkdirTemp("", "cre2e") // short: a socket path is limited to 108 bytes
@@ -228,7 +228,10 @@ func startAgent(t *testing.T, ctx context.Context, agentBin string, agent corev1
 		"1000":                               me,
 	}
 	a.args = localArgs(t, agent.Args, local)
-	cmd := exec.CommandContext(ctx, agentBin, a.args...)
+	// Not bound to ctx: stop (a cleanup, after the test's own defers) ends
+	// it with SIGTERM and checks that it exits cleanly.
+	cmd := exec.Command(agentBin, a.args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	for _, e := range agent.Env {
 		cmd.Env = append(cmd.Env, e.Name+"="+e.Value)
 	}
@@ -243,7 +246,6 @@ func startAgent(t *testing.T, ctx context.Context, agentBin string, agent corev1
 	}
 	t.Cleanup(func() { auditFile.Close() })
 	cmd.Stdout, cmd.Stderr = auditFile, logFile
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -263,8 +265,15 @@ func (a *runningAgent) stop(t *testing.T) {
 	}
 	a.stopped = true
 	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-a.exited; err != nil {
-		t.Errorf("agent exit: %v", err)
+	select {
+	case err := <-a.exited:
+		if err != nil {
+			t.Errorf("agent exit: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		_ = a.cmd.Process.Kill()
+		<-a.exited
+		t.Errorf("agent did not stop within 15 s of SIGTERM")
 	}
 	if t.Failed() {
 		b, _ := os.ReadFile(a.logPath)

@@ -22,8 +22,9 @@
 #     or the public keys in JWT_PUBKEYS; no TokenReview call), and the role
 #     $ROLE there: audience "vault", the token's kubernetes.io namespace one
 #     of PARTNERS, mapped (with the service-account name) to the same alias
-#     metadata Kubernetes auth sets, so the policy credlet-partner-jwt (the
-#     same template on this mount's accessor) gives a pod in namespace N
+#     metadata Kubernetes auth sets, so the policy credlet-partner-MOUNT
+#     (credlet-partner-jwt by default: the same template on this mount's
+#     accessor) gives a pod in namespace N
 #     $KV_MOUNT/partners/N/ only (annotate pods with credlet.io/auth: jwt);
 #   - the policy credlet-operator, for `credlet-agent creds`;
 #   - for each partner in APPROLE_BOTS, an AppRole credlet-bot-<partner> for
@@ -155,8 +156,9 @@ if [[ -n $JWT_ISSUER ]]; then
 		say "pointed $JWT_AUTH_MOUNT/ at OIDC discovery of $JWT_ISSUER"
 	fi
 	accessor=$("$VAULT" read -field=accessor "sys/auth/$JWT_AUTH_MOUNT")
-	render partner | "$VAULT" policy write credlet-partner-jwt - >/dev/null
-	say "wrote policy credlet-partner-jwt (templated on the login's namespace; accessor $accessor)"
+	jwt_policy=credlet-partner-${JWT_AUTH_MOUNT//\//-}
+	render partner | "$VAULT" policy write "$jwt_policy" - >/dev/null
+	say "wrote policy $jwt_policy (templated on the login's namespace; accessor $accessor)"
 	namespaces=$(printf '"%s",' $PARTNERS)
 	"$VAULT" write "auth/$JWT_AUTH_MOUNT/role/$ROLE" - >/dev/null <<-JSON
 	{
@@ -168,7 +170,7 @@ if [[ -n $JWT_ISSUER ]]; then
 	    "/kubernetes.io/namespace": "service_account_namespace",
 	    "/kubernetes.io/serviceaccount/name": "service_account_name"
 	  },
-	  "token_policies": ["credlet-partner-jwt"],
+	  "token_policies": ["$jwt_policy"],
 	  "token_ttl": "$TOKEN_TTL",
 	  "token_max_ttl": "$TOKEN_MAX_TTL"
 	}

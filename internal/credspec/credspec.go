@@ -51,7 +51,9 @@ type Problem struct {
 func (p *Problem) Error() string { return p.Kind.Error() + ": " + p.Text }
 
 // Is matches Kind and Also.
-func (p *Problem) Is(target error) bool { return target == p.Kind || (p.Also != nil && target == p.Also) }
+func (p *Problem) Is(target error) bool {
+	return target == p.Kind || (p.Also != nil && target == p.Also)
+}
 
 // ProblemOf returns a parse error's text without its kind, or err's
 // message when it is not a *Problem.

@@ -98,16 +98,9 @@ func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
 // a gap record.
 func WithQueueSize(n int) Option { return func(o *options) { o.queue = max(n, 1) } }
 
-// WithSummaryInterval sets how often repeated reads are summarised (default
-// one minute).
-func WithSummaryInterval(d time.Duration) Option { return func(o *options) { o.summary = d } }
-
 // WithSyncInterval sets how long written records may wait for an fsync
 // (default one second). Only writers with a Sync method are synced.
 func WithSyncInterval(d time.Duration) Option { return func(o *options) { o.sync = d } }
-
-// WithMaxTracked bounds the read-summary table (default DefaultMaxTracked).
-func WithMaxTracked(n int) Option { return func(o *options) { o.maxTracked = max(n, 0) } }
 
 // WithLogger sets where write failures are reported (default: discarded).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }

@@ -111,7 +111,7 @@ func (a *agent) buildNotify() error {
 	if cfg.Notify == "" || cfg.Once {
 		return nil
 	}
-	n, err := notify.Parse(cfg.Notify, notify.WithLogger(a.log), notify.WithClock(a.clock))
+	n, err := notify.Parse(cfg.Notify, notify.Options{Logger: a.log, Clock: a.clock})
 	if err != nil {
 		return usageError("--notify %q: %v", cfg.Notify, err)
 	}

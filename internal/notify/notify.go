@@ -36,17 +36,14 @@ type Notifier struct {
 	started func() // tests: called once Run has subscribed and taken stock
 }
 
-// Option configures a Notifier.
-type Option func(*Notifier)
-
-// WithLogger sets the logger.
-func WithLogger(l *slog.Logger) Option { return func(n *Notifier) { n.log = l } }
-
-// WithClock sets the clock that times retries.
-func WithClock(c clock.Clock) Option { return func(n *Notifier) { n.clock = c } }
+// Options configure a Notifier. Zero values take the defaults.
+type Options struct {
+	Logger *slog.Logger // default: discard
+	Clock  clock.Clock  // times retries; default clock.Real
+}
 
 // Parse reads a --notify spec.
-func Parse(spec string, opts ...Option) (*Notifier, error) {
+func Parse(spec string, o Options) (*Notifier, error) {
 	parsed, err := credspec.ParseNotify(spec)
 	if err != nil {
 		return nil, err
@@ -59,9 +56,7 @@ func Parse(spec string, opts ...Option) (*Notifier, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
-	for _, o := range opts {
-		o(n)
-	}
+	n.log, n.clock = o.Logger, o.Clock
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}

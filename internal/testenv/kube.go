@@ -41,15 +41,7 @@ type Kube struct {
 type KubeOption func(*kubeOptions)
 
 type kubeOptions struct {
-	apiServerArgs [][]string // name, values...
-	webhooks      *envtest.WebhookInstallOptions
-	env           []func(*envtest.Environment)
-}
-
-// WithAPIServerArg sets a kube-apiserver flag (without the leading --),
-// replacing envtest's default for it.
-func WithAPIServerArg(name string, values ...string) KubeOption {
-	return func(o *kubeOptions) { o.apiServerArgs = append(o.apiServerArgs, append([]string{name}, values...)) }
+	webhooks *envtest.WebhookInstallOptions
 }
 
 // WithWebhooks has envtest install these admission webhook configurations
@@ -64,12 +56,6 @@ func WithWebhooks(w envtest.WebhookInstallOptions) KubeOption {
 		w.LocalServingHost = "127.0.0.1"
 	}
 	return func(o *kubeOptions) { o.webhooks = &w }
-}
-
-// WithEnvironment edits the envtest.Environment after StartKube has filled
-// it in and before it starts: the escape hatch for anything else.
-func WithEnvironment(f func(*envtest.Environment)) KubeOption {
-	return func(o *kubeOptions) { o.env = append(o.env, f) }
 }
 
 // StartKube starts etcd and kube-apiserver on free 127.0.0.1 ports through
@@ -208,14 +194,8 @@ func (k *Kube) newEnvironment(apiserverBin, etcdBin string, o *kubeOptions) (*en
 	// listens on (by default it names the host's external address, which
 	// nothing listens on here), so OIDC discovery (Vault's jwt auth) works.
 	api.Configure().Set("service-account-jwks-uri", "https://"+net.JoinHostPort("127.0.0.1", ports[2])+"/openid/v1/jwks")
-	for _, a := range o.apiServerArgs {
-		api.Configure().Set(a[0], a[1:]...)
-	}
 	if o.webhooks != nil {
 		env.WebhookInstallOptions = *o.webhooks
-	}
-	for _, f := range o.env {
-		f(env)
 	}
 	return env, nil
 }

@@ -85,11 +85,11 @@ func FuzzConn(f *testing.F) {
 		"GET /v1/credentials/acme HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
 		"POST /v1/credentials/acme HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 		"GET /v1/credentials HTTP/1.0\r\n\r\n",
-		"GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\nGET /v1/credentials/acme HTTP/1.1\r\n\r\n",
+		"GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\nGET /v1/credentials/acme HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET /v1/credentials/pending?wait=0&timeout=1ms HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET /v1/credentials/%61cme HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET http://x/v1/credentials/acme HTTP/1.1\r\nHost: a\r\n\r\n",
-		"GET /v1/credentials/acme HTTP/1.1\r\n folded: x\r\n\r\n",
+		"GET /v1/credentials/acme HTTP/1.1\r\nHost: a\r\n folded: x\r\n\r\n",
 		"GET /v1/credentials/acme HTTP/2.0\r\n\r\n",
 		"\r\nGET /v1/credentials/acme HTTP/1.1\nHost: a\n\n",
 	} {

@@ -112,8 +112,7 @@ func FuzzConn(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		client, server := socketPair(t)
 		defer client.Close()
-		c := srv.newConn(server)
-		c.peer = allowed
+		c := srv.newConn(server, allowed)
 		done := make(chan struct{})
 		go func() { defer close(done); c.serve(context.Background()) }()
 		go func() { _, _ = client.Write(raw); _ = client.CloseWrite() }()

@@ -124,6 +124,7 @@ type Logger struct {
 	running atomic.Bool
 	reads   readTracker
 	denies  denyTracker
+	head    writtenHead
 
 	// Owned by Run.
 	seq  uint64
@@ -164,6 +165,7 @@ func New(w io.Writer, opts ...Option) *Logger {
 	l.denies.init(o.maxTracked)
 	if c, ok := w.(Chained); ok {
 		l.seq, l.prev = c.Head()
+		l.head.set(l.seq, l.prev)
 	}
 	return l
 }

@@ -184,7 +184,11 @@ func (w *batchWriter) flush() {
 	}
 	if err != nil {
 		w.rollback(n, err)
+		if w.l.seq != 0 {
+			w.l.head.set(w.l.seq, w.l.prev)
+		}
 	} else {
+		w.l.head.set(w.l.seq, w.l.prev)
 		if w.failing {
 			w.l.opt.log.Info("audit writes recovered")
 			w.failing = false

@@ -57,4 +57,3 @@ func TestWrittenHeadMetric(t *testing.T) {
 	}
 	want(3, float64(n))
 }
-

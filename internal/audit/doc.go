@@ -79,7 +79,9 @@
 // The chain makes edits evident, not impossible: whoever can rewrite the
 // whole file can recompute every hash after an edit, and lines cut from the
 // end at a line boundary leave no trace in the file. Ship the trail off the
-// node (or keep the last seq and hash elsewhere) to close those gaps.
+// node, or keep the last seq and hash elsewhere (Logger.Collector exports
+// them as credlet_audit_last_seq and credlet_audit_last_hash_prefix), to
+// close those gaps.
 //
 // # Files
 //

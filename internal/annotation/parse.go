@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/credlet/credlet/internal/credspec"
 )
@@ -26,7 +28,11 @@ type FieldError struct {
 
 func (e *FieldError) Error() string {
 	var b strings.Builder
-	b.WriteString("annotation " + clip(e.Key))
+	key := clip(e.Key)
+	if strings.IndexFunc(key, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		key = strconv.Quote(key) // no raw control characters in kubectl's output
+	}
+	b.WriteString("annotation " + key)
 	if e.Value != "" {
 		b.WriteString(fmt.Sprintf("=%q", clip(e.Value)))
 	}

@@ -67,6 +67,9 @@ func NewPlan(pod *corev1.Pod, namespace string, cfg *injectorconfig.Config) (*Pl
 				annotation.CredentialPrefix, c.Name, c.KVPath(), namespace, strings.Join(policy.AllowedPaths, ", "))
 		}
 	}
+	if len(spec.Credentials) > MaxCredentials {
+		return nil, deny("%d %s<name> annotations: a pod may name at most %d credential sets", len(spec.Credentials), annotation.CredentialPrefix, MaxCredentials)
+	}
 	if spec.VaultAddr != "" && !policy.AllowsVaultAddr(spec.VaultAddr) {
 		approved := "none: set allowedVaultAddrs"
 		if a := policy.ApprovedVaultAddrs(); len(a) > 0 {

@@ -34,10 +34,14 @@ func TestMutateHostileAnnotations(t *testing.T) {
 		{"10,000 credential sets", many(10_000, func(i int) string { return fmt.Sprintf("credlet.io/credential.c%d", i) }, "secret/partners/acme/k"), false, []string{"credential"}},
 		{"10,000 foreign annotations", many(10_000, func(i int) string { return fmt.Sprintf("example.com/k%d", i) }, "v"), true, nil},
 		{"escape in a credential name", func(p *corev1.Pod) { p.Annotations["credlet.io/credential.a\x1b[2J"] = "secret/partners/acme/k" }, false, []string{"credlet.io/credential."}},
-		{"newline in a KV path", func(p *corev1.Pod) { p.Annotations["credlet.io/credential.exa"] = "secret/partners/acme/exa\n--vault-addr=http://evil" }, false, []string{"credlet.io/credential.exa"}},
+		{"newline in a KV path", func(p *corev1.Pod) {
+			p.Annotations["credlet.io/credential.exa"] = "secret/partners/acme/exa\n--vault-addr=http://evil"
+		}, false, []string{"credlet.io/credential.exa"}},
 		{"newline in the role", func(p *corev1.Pod) { p.Annotations["credlet.io/role"] = "acme-bot\n--allow-uid=0" }, false, []string{"credlet.io/role"}},
 		{"flag in the role", func(p *corev1.Pod) { p.Annotations["credlet.io/role"] = "--allow-uid=0" }, false, []string{"credlet.io/role"}},
-		{"semicolon options smuggled in a path", func(p *corev1.Pod) { p.Annotations["credlet.io/credential.exa"] = "secret/partners/acme/exa;format=env" }, false, []string{"credlet.io/credential.exa"}},
+		{"semicolon options smuggled in a path", func(p *corev1.Pod) {
+			p.Annotations["credlet.io/credential.exa"] = "secret/partners/acme/exa;format=env"
+		}, false, []string{"credlet.io/credential.exa"}},
 		{"DEL in notify", func(p *corev1.Pod) { p.Annotations["credlet.io/notify"] = "http://127.0.0.1:8080/\x7f" }, false, []string{"credlet.io/notify"}},
 		{"init container named like the agent", func(p *corev1.Pod) {
 			p.Spec.InitContainers = []corev1.Container{{Name: AgentName, Image: "x"}}

@@ -154,10 +154,10 @@ func (s *Server) Run(ctx context.Context) error {
 	defer stopConns()
 	acceptErr := make(chan error, 1)
 	go func() { acceptErr <- s.accept(cctx, ln, conns) }()
-	runErr := s.waitStop(ctx, acceptErr)
+	runErr, acceptDone := s.waitStop(ctx, acceptErr)
 	stopConns()
 	_ = ln.Close()
-	if runErr == nil {
+	if !acceptDone {
 		<-acceptErr
 	}
 	conns.shutdown()
@@ -169,18 +169,22 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// waitStop waits for ctx to end or accepting to fail, logging repeated
-// refusals once per denySummaryInterval meanwhile.
-func (s *Server) waitStop(ctx context.Context, acceptErr <-chan error) error {
+// waitStop waits for ctx to end or accepting to stop, logging repeated
+// refusals once per denySummaryInterval meanwhile. acceptDone reports
+// whether the accept loop's result was taken.
+func (s *Server) waitStop(ctx context.Context, acceptErr <-chan error) (err error, acceptDone bool) {
 	for {
 		t := s.clock.NewTimer(denySummaryInterval)
 		select {
 		case err := <-acceptErr:
 			t.Stop()
-			return fmt.Errorf("socket %s: %w", s.path, err)
+			if err != nil {
+				err = fmt.Errorf("socket %s: %w", s.path, err)
+			}
+			return err, true
 		case <-ctx.Done():
 			t.Stop()
-			return nil
+			return nil, false
 		case now := <-t.C():
 			s.denials.flush(s.log, now)
 		}

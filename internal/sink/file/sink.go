@@ -61,7 +61,7 @@ type Sink struct {
 	// /readyz asks) never waits for a write.
 	writeMu sync.Mutex
 	maps    map[string][]mapping // current files kept locked, by credential name; under writeMu
-	current map[string]string    // the version directory ..data should name, by credential name; under writeMu
+	current map[string]versionDir // what ..data should name, by credential name; under writeMu
 	mu      sync.Mutex
 	written map[string]onDisk // by credential name
 
@@ -98,7 +98,7 @@ func New(st *store.Store, creds []credspec.Credential, opts Options) (*Sink, err
 	s := &Sink{
 		st: st, dir: opts.Dir, uid: opts.UID, gid: opts.GID, mode: opts.Mode, dirMode: dirModeFor(opts.Mode),
 		log: opts.Logger, m: opts.Metrics, clock: opts.Clock,
-		written: map[string]onDisk{}, maps: map[string][]mapping{}, current: map[string]string{}, wrote: make(chan struct{}, 1),
+		written: map[string]onDisk{}, maps: map[string][]mapping{}, current: map[string]versionDir{}, wrote: make(chan struct{}, 1),
 	}
 	if s.uid == os.Getuid() {
 		s.uid = -1
@@ -286,20 +286,19 @@ func (s *Sink) syncOne(root int, c credspec.Credential, lock bool) error {
 	w, ok := s.written[c.Name]
 	s.mu.Unlock()
 	if ok && w == d {
-		cur, err := readlinkat(setFD, dataLink)
-		if err == nil && cur == s.current[c.Name] {
+		if s.current[c.Name].intact(setFD) {
 			return nil
 		}
 		s.log.Warn("credential directory or its ..data link was changed by someone else; writing the current version again",
 			"credential", c.Name, "version", d.version)
 	}
-	tsName, maps, err := s.publish(setFD, c, set, lock)
+	vd, maps, err := s.publish(setFD, c, set, lock)
 	if err != nil {
 		return err
 	}
 	unmapAll(s.maps[c.Name])
 	s.maps[c.Name] = maps
-	s.current[c.Name] = tsName
+	s.current[c.Name] = vd
 	s.mu.Lock()
 	s.written[c.Name] = d
 	s.mu.Unlock()

@@ -195,3 +195,41 @@ func TestVersionsNotBlockedByWrite(t *testing.T) {
 		t.Fatal("Versions blocked behind a write in progress")
 	}
 }
+
+// TestReplacedSetDirRepaired: the set directory is moved away and a
+// look-alike put in its place (same version directory name, other files):
+// the sink notices at its next check and writes the current version again.
+func TestReplacedSetDirRepaired(t *testing.T) {
+	e := newEnv(t, Options{}, "acme=secret/acme")
+	commitFields(t, e.st, "acme", 1, "api_key", "FAKE-v1")
+	e.run(t)
+	e.waitVersion(t, "acme", 1)
+	setDir := filepath.Join(e.dir, "acme")
+	vd := versionDirs(t, setDir)[0]
+	if err := os.Rename(setDir, filepath.Join(e.dir, "moved")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(setDir, vd), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(setDir, vd, "api_key"), []byte("FAKE-planted"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{dataLink: vd, "api_key": dataLink + "/api_key"} {
+		if err := os.Symlink(target, filepath.Join(setDir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e.clock.Advance(checkInterval)
+		if b, err := os.ReadFile(filepath.Join(setDir, "api_key")); err == nil && string(b) == "FAKE-v1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the look-alike set directory still serves its own files 10s later")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	checkSetDir(t, setDir, 1, "api_key", "FAKE-v1")
+}

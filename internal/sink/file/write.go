@@ -59,6 +59,30 @@ func unmapAll(ms []mapping) {
 	}
 }
 
+// versionDir identifies a published version directory: its name and inode.
+type versionDir struct {
+	name     string
+	dev, ino uint64
+}
+
+// intact reports whether ..data in setFD still names this version
+// directory, and the entry of that name is still the directory the sink
+// made (not one put in its place).
+func (v versionDir) intact(setFD int) bool {
+	if v.name == "" {
+		return false
+	}
+	cur, err := readlinkat(setFD, dataLink)
+	if err != nil || cur != v.name {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(setFD, v.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return false
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFDIR && uint64(st.Dev) == v.dev && st.Ino == v.ino
+}
+
 // openRoot creates the secrets directory if needed and opens it.
 func (s *Sink) openRoot() (int, error) {
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
@@ -114,18 +138,25 @@ func (s *Sink) openSetDir(root int, name string) (int, error) {
 
 // publish writes one version of a set into a fresh directory and swaps it
 // in. With lock, it returns the new files' mappings; the caller unmaps the
-// previous ones. It returns the version directory's name.
-func (s *Sink) publish(setFD int, c credspec.Credential, set *store.Set, lock bool) (string, []mapping, error) {
+// previous ones. It returns the version directory it made.
+func (s *Sink) publish(setFD int, c credspec.Credential, set *store.Set, lock bool) (versionDir, []mapping, error) {
+	var vd versionDir
 	files, err := contents(c, set)
 	if err != nil {
-		return "", nil, err
+		return vd, nil, err
 	}
 	defer freeAll(files)
 	tsName, tsFD, err := s.mkVersionDir(setFD)
 	if err != nil {
-		return "", nil, fmt.Errorf("version directory: %w", err)
+		return vd, nil, fmt.Errorf("version directory: %w", err)
 	}
 	defer unix.Close(tsFD)
+	var st unix.Stat_t
+	if err := unix.Fstat(tsFD, &st); err != nil {
+		removeTreeAt(setFD, tsName)
+		return vd, nil, fmt.Errorf("version directory: %w", err)
+	}
+	vd = versionDir{name: tsName, dev: uint64(st.Dev), ino: st.Ino}
 	var maps []mapping
 	published := false
 	defer func() {
@@ -137,29 +168,29 @@ func (s *Sink) publish(setFD int, c credspec.Credential, set *store.Set, lock bo
 	for _, f := range files {
 		m, err := s.writeFile(tsFD, f.name, f.data, lock && f.lock)
 		if err != nil {
-			return "", nil, fmt.Errorf("%s: %w", f.name, err)
+			return vd, nil, fmt.Errorf("%s: %w", f.name, err)
 		}
 		if m != nil {
 			maps = append(maps, *m)
 		}
 	}
 	if err := unix.Fchmod(tsFD, uint32(s.dirMode)); err != nil {
-		return "", nil, fmt.Errorf("version directory: chmod: %w", err)
+		return vd, nil, fmt.Errorf("version directory: chmod: %w", err)
 	}
 	if s.chown {
 		if err := unix.Fchown(tsFD, s.uid, s.gid); err != nil {
-			return "", nil, fmt.Errorf("version directory: chown: %w (another owner needs CAP_CHOWN)", err)
+			return vd, nil, fmt.Errorf("version directory: chown: %w (another owner needs CAP_CHOWN)", err)
 		}
 	}
 	if err := unix.Fsync(tsFD); err != nil {
-		return "", nil, fmt.Errorf("version directory: fsync: %w", err)
+		return vd, nil, fmt.Errorf("version directory: fsync: %w", err)
 	}
 	if testHookBeforeSwap != nil {
 		testHookBeforeSwap()
 	}
 	old, _ := readlinkat(setFD, dataLink)
 	if err := s.swapDataLink(setFD, c.Name, tsName); err != nil {
-		return "", nil, fmt.Errorf("swapping %s: %w", dataLink, err)
+		return vd, nil, fmt.Errorf("swapping %s: %w", dataLink, err)
 	}
 	published = true
 	// From here the version is live; what fails is logged, not undone.
@@ -172,7 +203,7 @@ func (s *Sink) publish(setFD int, c credspec.Credential, set *store.Set, lock bo
 	if old != "" && old != tsName && isVersionDir(old) {
 		removeTreeAt(setFD, old)
 	}
-	return tsName, maps, nil
+	return vd, maps, nil
 }
 
 // mkVersionDir creates and opens a fresh ..<timestamp><random> directory.

@@ -56,8 +56,12 @@ func TestMutateHostileAnnotations(t *testing.T) {
 			pod := podWith(tt.edit)
 			start := time.Now()
 			got, err := Mutate(pod, "partner-acme", cfg)
-			if d := time.Since(start); d > 2*time.Second {
-				t.Errorf("took %v", d)
+			limit := time.Second
+			if raceEnabled {
+				limit = 10 * time.Second
+			}
+			if d := time.Since(start); d > limit {
+				t.Errorf("took %v, want under %v", d, limit)
 			}
 			if tt.allowed {
 				if err != nil || got == nil {

@@ -97,6 +97,7 @@ func Run(ctx context.Context, cfg RunConfig, stdout, stderr io.Writer) error {
 	}
 	a.closers = append(a.closers, func() { _ = auditW.Close() })
 	a.audit = audit.New(auditW, audit.WithLogger(log), audit.WithClock(a.clock))
+	m.Registry.MustRegister(a.audit.Collector())
 
 	if err := a.build(ctx); err != nil {
 		return err

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/credlet/credlet/internal/credspec"
 )
@@ -26,7 +28,11 @@ type FieldError struct {
 
 func (e *FieldError) Error() string {
 	var b strings.Builder
-	b.WriteString("annotation " + clip(e.Key))
+	key := clip(e.Key)
+	if strings.IndexFunc(key, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		key = strconv.Quote(key) // no raw control characters in kubectl's output
+	}
+	b.WriteString("annotation " + key)
 	if e.Value != "" {
 		b.WriteString(fmt.Sprintf("=%q", clip(e.Value)))
 	}
@@ -135,7 +141,7 @@ func Parse(annotations map[string]string) (Spec, error) {
 			continue
 		}
 		if f == nil {
-			problems = append(problems, &FieldError{Key: key, Problem: unknownKey(key), unknown: true})
+			problems = append(problems, &FieldError{Key: key, unknown: true}) // Problem: below
 			continue
 		}
 		seen[f.Key] = true
@@ -188,6 +194,18 @@ func Parse(annotations map[string]string) (Spec, error) {
 	problems = append(problems, crossCheck(&p.spec, seen)...)
 	if len(problems) > 0 {
 		slices.SortStableFunc(problems, func(a, b *FieldError) int { return strings.Compare(a.Key, b.Key) })
+		// A typo suggestion costs an edit distance per known key: only
+		// for the problems a denial lists, so thousands of unknown keys
+		// cost no more than ten.
+		for i, f := range problems {
+			if f.unknown {
+				if i < maxListed {
+					f.Problem = unknownKey(f.Key)
+				} else {
+					f.Problem = "unknown annotation"
+				}
+			}
+		}
 		return Spec{}, &Error{Problems: problems}
 	}
 	return p.spec, nil

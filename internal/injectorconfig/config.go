@@ -39,14 +39,19 @@ type Namespace struct {
 
 // Settings are the defaults an agent gets; every field is optional.
 type Settings struct {
-	VaultAddr        string             `json:"vaultAddr,omitempty"`
-	VaultCA          *CARef             `json:"vaultCA,omitempty"`
-	AgentImage       string             `json:"agentImage,omitempty"`
-	AuthMount        string             `json:"authMount,omitempty"`
-	Sidecar          annotation.Sidecar `json:"sidecar,omitempty"`
-	Resources        *Resources         `json:"resources,omitempty"`
-	SecretsSizeLimit *resource.Quantity `json:"secretsSizeLimit,omitempty"`
-	AllowIPCLock     *bool              `json:"allowIPCLock,omitempty"`
+	VaultAddr string `json:"vaultAddr,omitempty"`
+	// AllowedVaultAddrs are the other Vault addresses a pod's
+	// credlet.io/vault-addr may name (its own vaultAddr always may). The
+	// agent sends the pod's service-account token to that address, so an
+	// address nobody approved is refused.
+	AllowedVaultAddrs []string           `json:"allowedVaultAddrs,omitempty"`
+	VaultCA           *CARef             `json:"vaultCA,omitempty"`
+	AgentImage        string             `json:"agentImage,omitempty"`
+	AuthMount         string             `json:"authMount,omitempty"`
+	Sidecar           annotation.Sidecar `json:"sidecar,omitempty"`
+	Resources         *Resources         `json:"resources,omitempty"`
+	SecretsSizeLimit  *resource.Quantity `json:"secretsSizeLimit,omitempty"`
+	AllowIPCLock      *bool              `json:"allowIPCLock,omitempty"`
 }
 
 // CARef names a ConfigMap or a Secret in the pod's namespace that holds the
@@ -160,6 +165,11 @@ func (s *Settings) validate() error {
 	if s.VaultAddr != "" {
 		if u, err := url.Parse(s.VaultAddr); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 			bad("vaultAddr", "%q: want an http or https URL without user info", s.VaultAddr)
+		}
+	}
+	for i, a := range s.AllowedVaultAddrs {
+		if u, err := url.Parse(a); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			bad(fmt.Sprintf("allowedVaultAddrs[%d]", i), "%q: want an http or https URL without user info", a)
 		}
 	}
 	if ca := s.VaultCA; ca != nil {

@@ -85,7 +85,7 @@ var schema = []Field{
 	{
 		Key: Prefix + "vault-addr", DefaultDoc: "injector config (`--vault-addr`)",
 		Allowed: "an http or https URL without user info, query or fragment",
-		Doc:     "Vault address for this pod.",
+		Doc:     "Vault address for this pod; only the namespace's own `vaultAddr` or one in the config's `allowedVaultAddrs` (the agent sends the pod's service-account token there).",
 		parse:   parseVaultAddr,
 	},
 	{

@@ -55,7 +55,8 @@ tools: $(TOOLS_DIR)/vault $(TOOLS_DIR)/kube-apiserver $(TOOLS_DIR)/etcd $(TOOLS_
 GOTEST_FLAGS ?= -race -count=1 -timeout 30m
 
 .PHONY: lint
-lint: ## go vet + staticcheck (pinned)
+lint: ## go mod tidy -diff + go vet + staticcheck (pinned)
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 

@@ -18,9 +18,17 @@ import (
 // errUsage marks a bad flag or value: the process exits 2.
 var errUsage = errors.New("usage")
 
+// usageErr is a bad flag or value; its message is the one line the user
+// sees. It matches errUsage and unwraps to the cause it formats with %w.
+type usageErr struct{ err error }
+
+func (e *usageErr) Error() string        { return e.err.Error() }
+func (e *usageErr) Unwrap() error        { return e.err }
+func (e *usageErr) Is(target error) bool { return target == errUsage }
+
 // usageError formats a one-line usage error.
 func usageError(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
+	return &usageErr{err: fmt.Errorf(format, args...)}
 }
 
 // RunConfig is the typed configuration of `credlet-agent run`.
@@ -57,7 +65,7 @@ type RunConfig struct {
 }
 
 // Auth methods.
-var authMethods = []string{"kubernetes", "approle", "token"}
+var authMethods = []string{"kubernetes", "jwt", "approle", "token"}
 
 // credentialList is the repeatable --credential flag.
 type credentialList struct{ c *[]credspec.Credential }
@@ -151,9 +159,9 @@ func newRunFlags(cfg *RunConfig, getenv func(string) string) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&cfg.VaultAddr, "vault-addr", getenv("VAULT_ADDR"), "Vault address")
 	fs.StringVar(&cfg.VaultCACert, "vault-ca-cert", getenv("VAULT_CACERT"), "PEM bundle to trust for Vault")
-	fs.StringVar(&cfg.Auth, "auth", "kubernetes", "auth method: kubernetes, approle or token (dev only)")
+	fs.StringVar(&cfg.Auth, "auth", "kubernetes", "auth method: kubernetes, jwt, approle or token (dev only)")
 	fs.StringVar(&cfg.AuthMount, "auth-mount", "", "auth mount path (default: the method's name)")
-	fs.StringVar(&cfg.Role, "role", "", "Kubernetes auth role")
+	fs.StringVar(&cfg.Role, "role", "", "Kubernetes or jwt auth role")
 	fs.StringVar(&cfg.TokenFile, "token-file", "/var/run/secrets/credlet/token", "projected service account token, re-read at every login")
 	fs.StringVar(&cfg.VaultTokenFile, "vault-token-file", "", "file holding a Vault token for --auth token (dev only; else VAULT_TOKEN or ~/.vault-token)")
 	fs.StringVar(&cfg.RoleIDFile, "role-id-file", "", "AppRole role_id file")
@@ -186,8 +194,11 @@ func newRunFlags(cfg *RunConfig, getenv func(string) string) *flag.FlagSet {
 // line from CREDLET_<NAME> (dashes as underscores). Any problem is one line
 // naming the flag and what is allowed.
 func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
-	if err := fs.Parse(args); err != nil {
-		return usageError("%s", cliflag.Clean(err, "credlet-agent "+fs.Name()))
+	if err := cliflag.Parse(fs, args, "credlet-agent "+fs.Name()); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError("%w", err)
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -222,6 +233,10 @@ func (c *RunConfig) validate() error {
 	case "kubernetes":
 		if c.Role == "" && !c.fileSource() {
 			return usageError("--role is required with --auth kubernetes")
+		}
+	case "jwt":
+		if c.Role == "" {
+			return usageError("--role is required with --auth jwt")
 		}
 	case "approle":
 		if c.RoleIDFile == "" || c.SecretIDFile == "" {
@@ -259,6 +274,9 @@ func (c *RunConfig) validate() error {
 	}
 	if err := cliflag.CheckLog(c.LogLevel, c.LogFormat); err != nil {
 		return usageError("%s", err)
+	}
+	if c.Once && c.SecretsDir == "" {
+		return usageError("--once writes the files and exits, but --secrets-dir is empty (the socket is served only without --once)")
 	}
 	if c.SecretsDir == "" && c.Socket == "" {
 		return usageError("--secrets-dir and --socket are both empty: nothing would deliver the credentials")

@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	"github.com/credlet/credlet/internal/credspec"
+	"github.com/credlet/credlet/internal/oneline"
 )
 
 // ErrInvalid is matched (errors.Is) by every error Parse returns.
@@ -28,13 +29,13 @@ type FieldError struct {
 
 func (e *FieldError) Error() string {
 	var b strings.Builder
-	key := clip(e.Key)
+	key := oneline.Clip(e.Key, 80)
 	if strings.IndexFunc(key, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
 		key = strconv.Quote(key) // no raw control characters in kubectl's output
 	}
 	b.WriteString("annotation " + key)
 	if e.Value != "" {
-		b.WriteString(fmt.Sprintf("=%q", clip(e.Value)))
+		b.WriteString(fmt.Sprintf("=%q", oneline.Clip(e.Value, 80)))
 	}
 	if e.Problem != "" {
 		b.WriteString(": " + e.Problem)
@@ -125,71 +126,11 @@ func (p *state) cred(name string) *credInput {
 // every unknown key and bad value with what is allowed.
 func Parse(annotations map[string]string) (Spec, error) {
 	p := &state{creds: map[string]*credInput{}}
-	var problems []*FieldError
-	bad := func(key, value, problem, allowed string) {
-		problems = append(problems, &FieldError{Key: key, Value: value, Problem: problem, Allowed: allowed})
-	}
-	seen := map[string]bool{} // schema keys present (pod-level)
-	for _, key := range slices.Sorted(maps.Keys(annotations)) {
-		if !strings.HasPrefix(key, Prefix) {
-			continue
-		}
-		value := annotations[key]
-		f, name, err := lookup(key)
-		if err != nil {
-			bad(key, "", err.Error(), "")
-			continue
-		}
-		if f == nil {
-			problems = append(problems, &FieldError{Key: key, unknown: true}) // Problem: below
-			continue
-		}
-		seen[f.Key] = true
-		if name != "" {
-			p.cred(name).keys = append(p.cred(name).keys, key)
-		}
-		if err := f.parse(p, name, value); err != nil {
-			bad(key, value, problemText(err), f.Allowed)
-		}
-	}
-	for _, f := range schema {
-		if f.Default == "" {
-			continue
-		}
-		if strings.Contains(f.Key, "<name>") {
-			for name, c := range p.creds {
-				if !slices.Contains(c.keys, credKey(f.Key, name)) {
-					_ = f.parse(p, name, f.Default) // defaults are valid: TestDefaultsParse
-				}
-			}
-			continue
-		}
-		if !seen[f.Key] {
-			_ = f.parse(p, "", f.Default)
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(p.creds)) {
-		c := p.creds[name]
-		pathKey := credKey(schema[0].Key, name)
-		if !c.hasPath {
-			if !slices.Contains(c.keys, pathKey) { // a bad path was already reported
-				bad(c.keys[0], "", "given without "+pathKey, "")
-			}
-			continue
-		}
-		if hasOpt(c.opts, "context") && !hasOpt(c.opts, "transit") {
-			bad(credKey(Prefix+"credential.<name>.context", name), "", "needs "+credKey(Prefix+"credential.<name>.transit-key", name), "")
-			continue
-		}
-		cred, err := credspec.Build(name, c.path, c.opts...)
-		if err != nil {
-			bad(pathKey, c.path, problemText(credspecProblem(err)), "")
-			continue
-		}
-		p.spec.Credentials = append(p.spec.Credentials, cred)
-	}
+	seen, problems := p.parseKeys(annotations)
+	problems = append(problems, p.applyDefaults(seen)...)
+	problems = append(problems, p.buildCredentials()...)
 	if len(p.spec.Credentials) == 0 && len(problems) == 0 {
-		bad(schema[0].Key, "", "no credential set: add at least one", "")
+		problems = append(problems, &FieldError{Key: schema[0].Key, Problem: "no credential set: add at least one"})
 	}
 	problems = append(problems, crossCheck(&p.spec, seen)...)
 	if len(problems) > 0 {
@@ -211,15 +152,107 @@ func Parse(annotations map[string]string) (Spec, error) {
 	return p.spec, nil
 }
 
+// parseKeys parses every credlet.io/ annotation with its schema row. It
+// returns the pod-level schema keys present and the problems found.
+func (p *state) parseKeys(annotations map[string]string) (map[string]bool, []*FieldError) {
+	var problems []*FieldError
+	seen := map[string]bool{}
+	for _, key := range slices.Sorted(maps.Keys(annotations)) {
+		if !strings.HasPrefix(key, Prefix) {
+			continue
+		}
+		value := annotations[key]
+		f, name, err := lookup(key)
+		if err != nil {
+			problems = append(problems, &FieldError{Key: key, Problem: err.Error()})
+			continue
+		}
+		if f == nil {
+			problems = append(problems, &FieldError{Key: key, unknown: true}) // Problem: below
+			continue
+		}
+		seen[f.Key] = true
+		if name != "" {
+			p.cred(name).keys = append(p.cred(name).keys, key)
+		}
+		if err := f.parse(p, name, value); err != nil {
+			problems = append(problems, &FieldError{Key: key, Value: value, Problem: problemText(err), Allowed: f.Allowed})
+		}
+	}
+	return seen, problems
+}
+
+// applyDefaults parses each absent key's default. Defaults are valid
+// (TestDefaultsParse); one that is not is reported, not dropped.
+func (p *state) applyDefaults(seen map[string]bool) []*FieldError {
+	var problems []*FieldError
+	apply := func(f Field, key, name string) {
+		if err := f.parse(p, name, f.Default); err != nil {
+			problems = append(problems, &FieldError{Key: key, Value: f.Default, Problem: "the injector's default does not parse: " + problemText(err)})
+		}
+	}
+	for _, f := range schema {
+		if f.Default == "" {
+			continue
+		}
+		if strings.Contains(f.Key, "<name>") {
+			for _, name := range slices.Sorted(maps.Keys(p.creds)) {
+				if key := credKey(f.Key, name); !slices.Contains(p.creds[name].keys, key) {
+					apply(f, key, name)
+				}
+			}
+			continue
+		}
+		if !seen[f.Key] {
+			apply(f, f.Key, "")
+		}
+	}
+	return problems
+}
+
+// buildCredentials turns each set's collected path and options into a
+// credspec.Credential, the one spec the agent parses too.
+func (p *state) buildCredentials() []*FieldError {
+	var problems []*FieldError
+	bad := func(key, value, problem string) {
+		problems = append(problems, &FieldError{Key: key, Value: value, Problem: problem})
+	}
+	for _, name := range slices.Sorted(maps.Keys(p.creds)) {
+		c := p.creds[name]
+		pathKey := credKey(schema[0].Key, name)
+		if !c.hasPath {
+			if !slices.Contains(c.keys, pathKey) { // a bad path was already reported
+				bad(c.keys[0], "", "given without "+pathKey)
+			}
+			continue
+		}
+		if hasOpt(c.opts, "context") && !hasOpt(c.opts, "transit") {
+			bad(credKey(Prefix+"credential.<name>.context", name), "", "needs "+credKey(Prefix+"credential.<name>.transit-key", name))
+			continue
+		}
+		cred, err := credspec.Build(name, c.path, c.opts...)
+		if err != nil {
+			bad(pathKey, c.path, problemText(credspecProblem(err)))
+			continue
+		}
+		p.spec.Credentials = append(p.spec.Credentials, cred)
+	}
+	return problems
+}
+
 // crossCheck enforces what one key demands of another.
 func crossCheck(s *Spec, seen map[string]bool) []*FieldError {
 	var out []*FieldError
 	add := func(key, problem string) { out = append(out, &FieldError{Key: key, Problem: problem}) }
 	role, secret, auth := Prefix+"role", Prefix+"approle-secret", Prefix+"auth"
 	switch s.Auth {
-	case AuthKubernetes:
+	case AuthKubernetes, AuthJWT:
 		if !seen[role] {
-			add(role, "required when "+auth+" is kubernetes (the default)")
+			what := "kubernetes (the default)"
+			if s.Auth == AuthJWT {
+				what = "jwt"
+			}
+			add(role, "required when "+auth+" is "+what)
 		}
 		if seen[secret] {
 			add(secret, "only used when "+auth+" is approle")
@@ -229,7 +262,7 @@ func crossCheck(s *Spec, seen map[string]bool) []*FieldError {
 			add(secret, "required when "+auth+" is approle")
 		}
 		if seen[role] {
-			add(role, "only used when "+auth+" is kubernetes")
+			add(role, "only used when "+auth+" is kubernetes or jwt")
 		}
 	}
 	return out
@@ -316,9 +349,3 @@ func distance(a, b string) int {
 }
 
 // clip keeps a hostile value from flooding a denial.
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:77] + "..."
-	}
-	return s
-}

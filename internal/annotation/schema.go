@@ -1,7 +1,5 @@
 package annotation
 
-import "slices"
-
 // Field is one row of the schema: a key, its default, what it allows, what it
 // means, and the parser that stores its value in the Spec.
 type Field struct {
@@ -62,18 +60,18 @@ var schema = []Field{
 	},
 	{
 		Key: Prefix + "auth", Default: string(AuthKubernetes),
-		Allowed: "`kubernetes`, `approle`",
-		Doc:     "How the agent logs in to Vault: the pod's ServiceAccount token (audience `vault`) or an AppRole.",
+		Allowed: "`kubernetes`, `jwt`, `approle`",
+		Doc:     "How the agent logs in to Vault: the pod's ServiceAccount token (audience `vault`) through Kubernetes auth (Vault asks the apiserver's TokenReview) or jwt auth (Vault checks the signature itself), or an AppRole.",
 		parse:   parseAuth,
 	},
 	{
-		Key: Prefix + "role", DefaultDoc: "none; required for `kubernetes` auth",
+		Key: Prefix + "role", DefaultDoc: "none; required for `kubernetes` and `jwt` auth",
 		Allowed: "a Vault role name: letters, digits, '.', '_', '-', '@' (1-128)",
-		Doc:     "Vault Kubernetes auth role.",
+		Doc:     "Vault Kubernetes or jwt auth role.",
 		parse:   parseRole,
 	},
 	{
-		Key: Prefix + "auth-mount", DefaultDoc: "injector config, else `kubernetes` / `approle`",
+		Key: Prefix + "auth-mount", DefaultDoc: "injector config, else `kubernetes` / `jwt` / `approle`",
 		Allowed: "a Vault path: segments of letters, digits, '.', '_', '-' joined by '/' (1-128)",
 		Doc:     "Where the auth method is mounted in Vault.",
 		parse:   parseAuthMount,
@@ -135,7 +133,7 @@ var schema = []Field{
 	{
 		Key: Prefix + "sidecar", DefaultDoc: "injector config, else `native`",
 		Allowed: "`native`, `classic`",
-		Doc:     "`native`: init container with `restartPolicy: Always` and a startup probe; `classic`: an `--once` init container plus a sidecar.",
+		Doc:     "`native`: init container with `restartPolicy: Always` and a startup probe; `classic`: a sidecar container, plus an `--once` init container that fills the files first when files are delivered (with the socket alone the app's client waits on `not_ready`).",
 		parse:   parseSidecar,
 	},
 	{
@@ -163,9 +161,6 @@ var schema = []Field{
 		parse:   parseStatus,
 	},
 }
-
-// Schema returns a copy of the schema table, in documentation order.
-func Schema() []Field { return slices.Clone(schema) }
 
 // Keys returns every key the schema knows, "<name>" standing for a
 // credential set's name.

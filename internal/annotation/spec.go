@@ -31,8 +31,12 @@ type Auth string
 // not offered to pods.)
 const (
 	AuthKubernetes Auth = "kubernetes"
+	AuthJWT        Auth = "jwt"
 	AuthAppRole    Auth = "approle"
 )
+
+// Auths are the values credlet.io/auth admits.
+var Auths = []Auth{AuthKubernetes, AuthJWT, AuthAppRole}
 
 // Sidecar is how the agent is added to the pod.
 type Sidecar string
@@ -47,11 +51,17 @@ const (
 	SidecarClassic Sidecar = "classic"
 )
 
+// Sidecars are the values credlet.io/sidecar admits.
+var Sidecars = []Sidecar{SidecarNative, SidecarClassic}
+
 // Delivery says how credentials reach the app.
 type Delivery struct {
 	Socket bool // HTTP over the Unix socket
 	Files  bool // files on the tmpfs
 }
+
+// Deliveries are the shapes credlet.io/delivery admits.
+var Deliveries = []Delivery{{Socket: true, Files: true}, {Socket: true}, {Files: true}}
 
 // String renders the annotation value, "socket,files", "socket" or "files".
 func (d Delivery) String() string {
@@ -72,7 +82,7 @@ func (d Delivery) String() string {
 type Spec struct {
 	Status        string                // KeyStatus, "" or StatusInjected
 	Auth          Auth                  // default AuthKubernetes
-	Role          string                // Kubernetes auth role
+	Role          string                // Kubernetes or jwt auth role
 	AuthMount     string                // "" : config default, then the agent's
 	AppRoleSecret string                // Secret holding role_id and secret_id
 	VaultAddr     string                // "" : config default

@@ -181,7 +181,7 @@ func TestDevNullNoFsyncError(t *testing.T) {
 	}
 	defer w.Close()
 	var logs testlog.Buffer
-	l := New(w, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	l := New(w, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	l.Log(Record{Event: Fetch, Credential: "c", Version: 1, Result: "ok"})
 	ctx, cancel := contextCanceled()
 	defer cancel()

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/credlet/credlet/internal/annotation"
+	"github.com/credlet/credlet/internal/credspec"
 )
 
 // Config is the --config file. Build it with Load: a Config made otherwise
@@ -163,8 +164,8 @@ func (s *Settings) validate() error {
 		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrInvalid, field, fmt.Sprintf(format, args...)))
 	}
 	if s.VaultAddr != "" {
-		if u, err := url.Parse(s.VaultAddr); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-			bad("vaultAddr", "%q: want an http or https URL without user info", s.VaultAddr)
+		if err := credspec.CheckVaultAddr(s.VaultAddr); err != nil {
+			bad("vaultAddr", "%s (want http(s)://HOST[:PORT])", credspec.ProblemOf(err))
 		}
 	}
 	for i, a := range s.AllowedVaultAddrs {

@@ -82,7 +82,9 @@ func TestGolden(t *testing.T) {
 		{"native-minimal", "partner-acme"},
 		{"native-multi", "partner-acme"},
 		{"classic-files", "partner-zeta"},
+		{"classic-socket", "partner-zeta"}, // no init container: nothing to fill before the app starts
 		{"approle-socket", "dev"},
+		{"jwt-files", "fleet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

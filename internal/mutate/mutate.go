@@ -40,13 +40,18 @@ func Mutate(pod *corev1.Pod, namespace string, cfg *injectorconfig.Config) (*cor
 func (p *Plan) Apply(pod *corev1.Pod) {
 	switch p.Sidecar {
 	case annotation.SidecarClassic:
-		pod.Spec.InitContainers = slices.Insert(pod.Spec.InitContainers, 0, p.agentContainer(AgentInitName, true))
+		if p.Spec.Delivery.Files {
+			// The init container fills the files before the app starts.
+			// With the socket alone there is nothing to fill: the app's
+			// client waits on the sidecar's not_ready answer instead.
+			pod.Spec.InitContainers = slices.Insert(pod.Spec.InitContainers, 0, p.agentContainer(AgentInitName, true))
+		}
 		pod.Spec.Containers = append(pod.Spec.Containers, p.agentContainer(AgentName, false))
 	default:
 		pod.Spec.InitContainers = slices.Insert(pod.Spec.InitContainers, 0, p.agentContainer(AgentName, false))
 	}
 	pod.Spec.Volumes = append(pod.Spec.Volumes, p.volumes()...)
-	if p.Spec.Auth == annotation.AuthKubernetes && pod.Spec.ServiceAccountName == "" {
+	if p.Spec.Auth != annotation.AuthAppRole && pod.Spec.ServiceAccountName == "" {
 		// A projected token needs a named ServiceAccount. The ServiceAccount
 		// admission plugin names "default" before webhooks run; where it is
 		// off, the injector does the same.

@@ -1,4 +1,17 @@
-// Package source fetches credential sets from Vault into the store.
+// Package source fetches credential sets into the store: one pipeline
+// (select → decrypt → validate → verify → commit → report, pipeline.go)
+// fed by two backends beside each other, Vault (vault.go) and the embedded
+// encrypted file (file.go). A backend reads a version into a Fetched (its
+// values, creation and expiry times, and per-version metadata such as KV
+// custom metadata) and hands it over; the pipeline is the one place that
+// de-duplicates failures, moves credlet_rotations_total and the version and
+// last-rotation gauges, writes audit records and logs.
+//
+// credlet_rotations_total counts attempts to publish a version found new:
+// committed, or the step that refused it. A check that could not tell
+// whether a new version exists (metadata read failed, the file is
+// unreadable) is not a rotation; a deleted, destroyed or revoked current
+// version counts fetch_failed once.
 //
 // One Vault source runs per credential set. Every Refresh (±10% jitter) it
 // reads the KV v2 metadata of its secret, which carries no secret value, and
@@ -14,7 +27,11 @@
 // last_error (a secret-free message). A deleted or destroyed current version
 // is reported the same way. Failures that the same version would repeat
 // (bad ciphertext, missing fields) are not retried until a new version
-// appears; others (network, 5xx, 403, verify) are retried next refresh.
+// appears; others (403, verify) are retried next refresh. Transient
+// failures (429, 5xx, timeouts, network) back off with full jitter up to
+// MaxBackoff (1.9 refresh intervals) or Vault's Retry-After, and the source
+// polls at one to two intervals for Hold after the last one (see pace), so
+// an overloaded Vault is not hit in step by the whole fleet.
 // When Vault refuses the token (403) the source tells the lease manager,
 // waits for a fresh token, and tries once more at once.
 //

@@ -41,15 +41,7 @@ type Kube struct {
 type KubeOption func(*kubeOptions)
 
 type kubeOptions struct {
-	apiServerArgs [][]string // name, values...
-	webhooks      *envtest.WebhookInstallOptions
-	env           []func(*envtest.Environment)
-}
-
-// WithAPIServerArg sets a kube-apiserver flag (without the leading --),
-// replacing envtest's default for it.
-func WithAPIServerArg(name string, values ...string) KubeOption {
-	return func(o *kubeOptions) { o.apiServerArgs = append(o.apiServerArgs, append([]string{name}, values...)) }
+	webhooks *envtest.WebhookInstallOptions
 }
 
 // WithWebhooks has envtest install these admission webhook configurations
@@ -66,17 +58,12 @@ func WithWebhooks(w envtest.WebhookInstallOptions) KubeOption {
 	return func(o *kubeOptions) { o.webhooks = &w }
 }
 
-// WithEnvironment edits the envtest.Environment after StartKube has filled
-// it in and before it starts: the escape hatch for anything else.
-func WithEnvironment(f func(*envtest.Environment)) KubeOption {
-	return func(o *kubeOptions) { o.env = append(o.env, f) }
-}
-
 // StartKube starts etcd and kube-apiserver on free 127.0.0.1 ports through
 // envtest, with binaries from the tools dir (see Binary). envtest's defaults
 // already make the apiserver a ServiceAccount token issuer (generated signing
 // key, --service-account-issuer at its own URL) with RBAC authorization, so
-// TokenRequest works. ctx bounds the start only (90 s when it has no
+// TokenRequest works; the issuer's discovery document names its JWKS at
+// the same address. ctx bounds the start only (90 s when it has no
 // deadline). Like Vault, both servers die with the test binary on Linux
 // (envtest is given wrappers that arm the parent-death signal, see
 // proc_linux.go). The error wraps ErrBinaryMissing when a binary is missing.
@@ -203,14 +190,12 @@ func (k *Kube) newEnvironment(apiserverBin, etcdBin string, o *kubeOptions) (*en
 	api.SecureServing.ListenAddr = envtest.ListenAddr{Address: "127.0.0.1", Port: ports[2]}
 	api.Out = logs[BinKubeAPIServer]
 	api.Err = logs[BinKubeAPIServer]
-	for _, a := range o.apiServerArgs {
-		api.Configure().Set(a[0], a[1:]...)
-	}
+	// The discovery document's jwks_uri, on the address the apiserver
+	// listens on (by default it names the host's external address, which
+	// nothing listens on here), so OIDC discovery (Vault's jwt auth) works.
+	api.Configure().Set("service-account-jwks-uri", "https://"+net.JoinHostPort("127.0.0.1", ports[2])+"/openid/v1/jwks")
 	if o.webhooks != nil {
 		env.WebhookInstallOptions = *o.webhooks
-	}
-	for _, f := range o.env {
-		f(env)
 	}
 	return env, nil
 }

@@ -60,10 +60,10 @@ type Options struct {
 	Path      string   // socket path (≤ 107 bytes)
 	AllowUIDs []uint32 // peers allowed by UID
 	AllowGIDs []uint32 // peers allowed by primary GID
-	Logger    *slog.Logger
-	Metrics   *metrics.Agent // nil: no metrics
+	Logger    *slog.Logger   // default: discard
+	Metrics   *metrics.Agent // nil: a private set nobody reads
 	Audit     *audit.Logger  // nil: no audit records
-	Clock     clock.Clock    // long-poll timeouts; nil: clock.Real
+	Clock     clock.Clock    // long-poll timeouts; default clock.Real
 	MaxWait   time.Duration  // cap on a long poll's timeout; 0: 5m
 
 	MaxConns       int // connections served at once; 0: DefaultMaxConns
@@ -90,6 +90,28 @@ type Server struct {
 	denials                       denyLog
 }
 
+// withDefaults fills the zero options; AllowUIDs and AllowGIDs both empty
+// become the agent's own UID.
+func (o Options) withDefaults() Options {
+	if len(o.AllowUIDs) == 0 && len(o.AllowGIDs) == 0 {
+		o.AllowUIDs = []uint32{uint32(os.Getuid())}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New() // a private set nobody reads: the server never checks for nil
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real
+	}
+	o.MaxWait = cmp.Or(o.MaxWait, DefaultMaxWait)
+	o.MaxConns = cmp.Or(o.MaxConns, DefaultMaxConns)
+	o.MaxConnsPerUID = cmp.Or(o.MaxConnsPerUID, DefaultMaxConnsPerUID)
+	o.MaxLongPolls = cmp.Or(o.MaxLongPolls, DefaultMaxLongPolls)
+	return o
+}
+
 // New checks the options and returns a Server. Run creates the socket. With
 // neither AllowUIDs nor AllowGIDs, only the agent's own UID may read.
 func New(st *store.Store, opts Options) (*Server, error) {
@@ -108,29 +130,15 @@ func New(st *store.Store, opts Options) (*Server, error) {
 	if opts.MaxConns < 0 || opts.MaxConnsPerUID < 0 || opts.MaxLongPolls < 0 {
 		return nil, fmt.Errorf("connection caps %d, %d per uid, %d long polls: must be positive", opts.MaxConns, opts.MaxConnsPerUID, opts.MaxLongPolls)
 	}
+	o := opts.withDefaults()
 	s := &Server{
-		st: st, path: opts.Path, allowUIDs: opts.AllowUIDs, allowGIDs: opts.AllowGIDs,
-		log: opts.Logger, m: opts.Metrics, audit: opts.Audit, clock: opts.Clock, maxWait: opts.MaxWait,
-		maxConns: cmp.Or(opts.MaxConns, DefaultMaxConns), maxPerUID: cmp.Or(opts.MaxConnsPerUID, DefaultMaxConnsPerUID),
-		maxPolls: cmp.Or(opts.MaxLongPolls, DefaultMaxLongPolls),
+		st: st, path: o.Path, allowUIDs: o.AllowUIDs, allowGIDs: o.AllowGIDs,
+		log: o.Logger, m: o.Metrics, audit: o.Audit, clock: o.Clock, maxWait: o.MaxWait,
+		maxConns: o.MaxConns, maxPerUID: o.MaxConnsPerUID, maxPolls: o.MaxLongPolls,
+		codes: map[int]prometheus.Counter{},
 	}
-	if len(s.allowUIDs) == 0 && len(s.allowGIDs) == 0 {
-		s.allowUIDs = []uint32{uint32(os.Getuid())}
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
-	if s.clock == nil {
-		s.clock = clock.Real
-	}
-	if s.maxWait == 0 {
-		s.maxWait = DefaultMaxWait
-	}
-	if s.m != nil {
-		s.codes = map[int]prometheus.Counter{}
-		for _, c := range []int{200, 304, 400, 403, 404, 405, 431, 503} {
-			s.codes[c] = s.m.SocketRequests.WithLabelValues(strconv.Itoa(c))
-		}
+	for _, c := range []int{200, 304, 400, 403, 404, 405, 431, 503} {
+		s.codes[c] = s.m.SocketRequests.WithLabelValues(strconv.Itoa(c))
 	}
 	return s, nil
 }

@@ -57,9 +57,9 @@ const (
 
 // Options configure a Server.
 type Options struct {
-	Path      string   // socket path (≤ 107 bytes)
-	AllowUIDs []uint32 // peers allowed by UID
-	AllowGIDs []uint32 // peers allowed by primary GID
+	Path      string         // socket path (≤ 107 bytes)
+	AllowUIDs []uint32       // peers allowed by UID
+	AllowGIDs []uint32       // peers allowed by primary GID
 	Logger    *slog.Logger   // default: discard
 	Metrics   *metrics.Agent // nil: a private set nobody reads
 	Audit     *audit.Logger  // nil: no audit records

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/credlet/credlet/internal/oneline"
 	"github.com/credlet/credlet/internal/securemem"
 	"github.com/credlet/credlet/internal/store"
 )
@@ -37,7 +38,7 @@ func (s *Server) handle(ctx context.Context, req *httpRequest, p peer) response 
 	}
 	if req.method != http.MethodGet && req.method != http.MethodHead {
 		r := s.fail(&apiError{http.StatusMethodNotAllowed, "method_not_allowed",
-			fmt.Sprintf("method %s: only GET and HEAD are allowed", clip(req.method))})
+			fmt.Sprintf("method %s: only GET and HEAD are allowed", oneline.Clip(req.method, maxQuoted))})
 		r.allow = true
 		return r
 	}

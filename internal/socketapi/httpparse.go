@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/url"
 	"strings"
+
+	"github.com/credlet/credlet/internal/oneline"
 )
 
 // A strict HTTP/1.1 request reader for the few requests this API serves.
@@ -70,7 +72,7 @@ func readRequest(r *bufio.Reader, req *httpRequest) error {
 	case "HTTP/1.0":
 		req.http10, req.close = true, true
 	default:
-		return badHead("unsupported protocol %q: HTTP/1.1 or HTTP/1.0", clip(string(proto)))
+		return badHead("unsupported protocol %q: HTTP/1.1 or HTTP/1.0", oneline.Clip(string(proto), maxQuoted))
 	}
 	req.method = method2string(method)
 	if len(target) == 0 || target[0] != '/' {

@@ -155,26 +155,32 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.removeSocket(created)
 	s.log.Info("socket listening", "path", s.path, "allow_uids", s.allowUIDs, "allow_gids", s.allowGIDs,
 		"max_conns", s.maxConns, "max_conns_per_uid", s.maxPerUID, "max_long_polls", s.maxPolls)
+	err = s.serve(ctx, ln)
+	s.denials.flush(s.log, s.clock.Now())
+	if err != nil {
+		return err
+	}
+	s.log.Info("socket closed", "path", s.path)
+	return nil
+}
 
+// serve accepts and serves connections on ln until ctx ends or accepting
+// fails for good; then it closes ln and shuts the open connections down.
+func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 	conns := &connSet{perUID: map[uint32]int{}, all: map[*conn]struct{}{}}
 	// Connections end with ctx, or when accepting fails for good.
 	cctx, stopConns := context.WithCancel(ctx)
 	defer stopConns()
 	acceptErr := make(chan error, 1)
 	go func() { acceptErr <- s.accept(cctx, ln, conns) }()
-	runErr, acceptDone := s.waitStop(ctx, acceptErr)
+	err, acceptDone := s.waitStop(ctx, acceptErr)
 	stopConns()
 	_ = ln.Close()
 	if !acceptDone {
 		<-acceptErr
 	}
 	conns.shutdown()
-	s.denials.flush(s.log, s.clock.Now())
-	if runErr != nil {
-		return runErr
-	}
-	s.log.Info("socket closed", "path", s.path)
-	return nil
+	return err
 }
 
 // waitStop waits for ctx to end or accepting to stop, logging repeated
@@ -200,10 +206,8 @@ func (s *Server) waitStop(ctx context.Context, acceptErr <-chan error) (err erro
 }
 
 // accept accepts connections until ctx ends or accepting fails for good.
-// Each peer is checked at once: a refused one, or one past the caps, is
-// turned away and never gets a connection's buffers. Out of descriptors
-// (or another temporary failure) it backs off, up to a second, while ctx
-// lasts.
+// Out of descriptors (or another temporary failure) it backs off, up to a
+// second, while ctx lasts.
 func (s *Server) accept(ctx context.Context, ln net.Listener, conns *connSet) error {
 	var delay time.Duration
 	for {
@@ -212,35 +216,48 @@ func (s *Server) accept(ctx context.Context, ln net.Listener, conns *connSet) er
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("socket accept", "error", err.Error(), "retry_in", delay.String())
-				if !sleepCtx(ctx, delay) {
-					return nil
-				}
-				continue
+			if !temporary(err) {
+				return err
 			}
-			return err
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("socket accept", "error", err.Error(), "retry_in", delay.String())
+			if !sleepCtx(ctx, delay) {
+				return nil
+			}
+			continue
 		}
 		delay = 0
-		p := s.peerOf(nc)
-		if !p.allowed {
-			s.refused(p)
-			s.turnAway(nc, p, conns)
-			continue
-		}
-		if !conns.admit(p.UID, s.maxConns, s.maxPerUID) {
-			s.turnAway(nc, p, conns)
-			continue
-		}
-		c := s.newConn(nc, p)
-		conns.add(c)
-		go func() {
-			defer conns.done(c)
-			c.serve(ctx)
-		}()
+		s.take(ctx, nc, conns)
 	}
+}
+
+// temporary reports whether an accept error may pass: a timeout, or the
+// process or system out of file descriptors.
+func temporary(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
+
+// take checks a new connection's peer at once: a refused one, or one past
+// the caps, is turned away and never gets a connection's buffers; the
+// others are served on a goroutine of their own until ctx ends.
+func (s *Server) take(ctx context.Context, nc net.Conn, conns *connSet) {
+	p := s.peerOf(nc)
+	if !p.allowed {
+		s.refused(p)
+		s.turnAway(nc, p, conns)
+		return
+	}
+	if !conns.admit(p.UID, s.maxConns, s.maxPerUID) {
+		s.turnAway(nc, p, conns)
+		return
+	}
+	c := s.newConn(nc, p)
+	conns.add(c)
+	go func() {
+		defer conns.done(c)
+		c.serve(ctx)
+	}()
 }
 
 // sleepCtx waits d or until ctx ends; it reports whether d passed.

@@ -3,6 +3,7 @@ package manifests
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,6 +87,8 @@ func TestVaultSetup(t *testing.T) {
 	}
 
 	root := vlt.Client()
+	checkKeyRotation(t, ctx, root, env)
+
 	// The operator writes both partners' credentials through `creds`.
 	op, err := root.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{"credlet-operator"}, TTL: "10m"})
 	if err != nil {
@@ -159,6 +162,69 @@ func TestVaultSetup(t *testing.T) {
 	}
 	bot := login(t, "approle", map[string]any{"role_id": rid.Data["role_id"], "secret_id": sid.Data["secret_id"]})
 	checkPartnerAccess(t, bot, "acme", "beta")
+}
+
+// checkKeyRotation: setup.sh created the Transit key with auto-rotation at
+// 30 days; on an existing key it turns auto-rotation back on (or brings a
+// longer period down) and keeps a shorter one; a period over 30 days is
+// refused with one line.
+func checkKeyRotation(t *testing.T, ctx context.Context, vc *api.Client, env []string) {
+	t.Helper()
+	const key = "transit/keys/credlet-partners"
+	period := func() int64 {
+		t.Helper()
+		s, err := vc.Logical().Read(key)
+		if err != nil || s == nil {
+			t.Fatalf("read %s: %v", key, err)
+		}
+		n, err := s.Data["auto_rotate_period"].(json.Number).Int64()
+		if err != nil {
+			t.Fatalf("auto_rotate_period %v: %v", s.Data["auto_rotate_period"], err)
+		}
+		return n
+	}
+	run := func(extra ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "manifests/vault/setup.sh"))
+		cmd.Env = append(append([]string{}, env...), extra...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	setPeriod := func(p string) {
+		t.Helper()
+		if _, err := vc.Logical().Write(key+"/config", map[string]any{"auto_rotate_period": p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := period(); got != 30*24*3600 {
+		t.Fatalf("auto_rotate_period after setup.sh = %ds; want %ds (30 days)", got, 30*24*3600)
+	}
+	for _, tc := range []struct {
+		name  string
+		set   string
+		want  int64
+		wants string
+	}{
+		{"auto-rotation turned off", "0", 30 * 24 * 3600, "set auto_rotate_period=720h"},
+		{"longer than 30 days", "1000h", 30 * 24 * 3600, "set auto_rotate_period=720h"},
+		{"an operator's shorter period is kept", "168h", 168 * 3600, "rotates every 604800s already"},
+	} {
+		setPeriod(tc.set)
+		out, err := run()
+		if err != nil || !strings.Contains(out, tc.wants) {
+			t.Fatalf("%s: setup.sh: %v\n%s", tc.name, err, out)
+		}
+		if got := period(); got != tc.want {
+			t.Errorf("%s: auto_rotate_period = %ds; want %ds", tc.name, got, tc.want)
+		}
+	}
+	setPeriod("720h")
+	out, err := run("TRANSIT_ROTATE_PERIOD=721h")
+	if err == nil || !strings.Contains(out, `TRANSIT_ROTATE_PERIOD "721h": allowed whole hours from 1h to 720h`) {
+		t.Fatalf("TRANSIT_ROTATE_PERIOD=721h: %v %s", err, out)
+	}
+	if strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Errorf("a bad TRANSIT_ROTATE_PERIOD printed more than one line:\n%s", out)
+	}
 }
 
 // checkPartnerAccess: tok reads and decrypts own's credentials (the

@@ -17,7 +17,12 @@ path "@KV_MOUNT@/undelete/partners/*" {
 path "@TRANSIT_MOUNT@/encrypt/@TRANSIT_KEY@" {
   capabilities = ["update"]
 }
-# Lets `creds` check that the key exists and is derived before encrypting.
+# creds rewrap: ciphertext to the key's latest version, without plaintext.
+path "@TRANSIT_MOUNT@/rewrap/@TRANSIT_KEY@" {
+  capabilities = ["update"]
+}
+# Lets `creds` check that the key exists and is derived before encrypting,
+# and `creds keys` report its versions and rotation period.
 path "@TRANSIT_MOUNT@/keys/@TRANSIT_KEY@" {
   capabilities = ["read"]
 }

@@ -32,6 +32,10 @@ func credsCommand(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	fs.StringVar(&inv.Write.TransitKey, "transit", "", "encrypt the values with this Transit key")
 	fs.StringVar(&inv.Write.Context, "context", "", "derived-key context for --transit (the partner)")
 	fs.StringVar(&transitFields, "transit-fields", "", "encrypt only these fields (comma list)")
+	fs.BoolVar(&inv.DryRun, "dry-run", false, "rewrap, apply, rollback --journal: check and say what would be done; write nothing")
+	fs.StringVar(&inv.Journal, "journal", "", "apply: JSON-lines journal to create; rollback: the journal to undo")
+	fs.DurationVar(&inv.MaxAge, "max-age", 0, "keys: the oldest the key's latest version may be (default 720h)")
+	fs.StringVar(&inv.ExpiresAt, "expires-at", "", "put, rotate: when the credential expires (RFC 3339), or none")
 
 	flagArgs, pos, err := splitInterleaved(fs, args)
 	if err != nil {

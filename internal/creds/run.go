@@ -11,23 +11,37 @@ import (
 )
 
 // Commands lists the subcommands, for usage messages.
-var Commands = []string{"put", "rotate", "revoke", "list", "history", "rollback"}
+var Commands = []string{"put", "rotate", "revoke", "list", "history", "rollback", "rewrap", "keys", "apply"}
 
 // Usage is the command's help text.
 const Usage = `usage: credlet-agent creds COMMAND [flags] ARGS
 
-  put PATH FIELD=@FILE|FIELD=-|FIELD=VALUE... [--cas N] [--transit KEY [--context CTX] [--transit-fields a,b]]
+  put PATH FIELD=@FILE|FIELD=-|FIELD=VALUE... [--cas N] [--transit KEY [--context CTX] [--transit-fields a,b]] [--expires-at TIME]
         create a credential set (or write on top of version N with --cas N)
-  rotate PATH FIELD=@FILE|FIELD=-... [--replace] [--transit KEY [--context CTX]]
+  rotate PATH FIELD=@FILE|FIELD=-... [--replace] [--transit KEY [--context CTX]] [--expires-at TIME|none]
         write a new version on top of the current one (check-and-set); other fields are kept unless --replace
   revoke PATH            soft-delete the current version
   list PREFIX            list sets and folders under PREFIX (e.g. secret/partners)
   history PATH           versions with their times (never values)
   rollback PATH VERSION  re-publish an old version as the newest
+  rollback --journal FILE [--dry-run]
+        undo an apply: restore every path of its journal to its data before, refusing paths written since
+  rewrap PREFIX --transit KEY [--context CTX] [--dry-run]
+        rewrap every set at or under PREFIX whose ciphertext is below the key's latest version (Transit rewrap,
+        batched; written with check-and-set); sets already current are left alone
+  keys KEY [--max-age 720h]
+        a Transit key's latest version and age, min_decryption_version and auto_rotate_period; exit 1 when the
+        latest version is older than --max-age, or auto-rotation is off or longer
+  apply PLAN [--dry-run] [--journal FILE]
+        a bulk rotation from a YAML plan (values only from @files): validate every entry, then write all or
+        nothing (a failure part-way rolls back what was written); --journal records each write (never a value)
 
 PATH is MOUNT/PATH as in --credential, e.g. secret/partners/acme/zerodha.
 FIELD=@FILE reads the value from a file, FIELD=- from stdin (one trailing newline is dropped);
 FIELD=VALUE works but leaves the value in shell history.
+--expires-at TIME (RFC 3339) stores when the credential expires (an OAuth or session token) in the set's
+KV v2 custom metadata expires_at; agents serve it and alert before it passes. A set that carries one needs
+--expires-at on every put or rotate (none removes it).
 
 flags (anywhere on the line; each also reads CREDLET_<FLAG>):
   --source vault|file:PATH   where the sets live (default vault)
@@ -35,6 +49,8 @@ flags (anywhere on the line; each also reads CREDLET_<FLAG>):
   --vault-addr URL           Vault address (default $VAULT_ADDR); token from --vault-token-file, VAULT_TOKEN or ~/.vault-token
   --vault-ca-cert FILE       PEM bundle to trust for Vault
   --transit-mount PATH       where Transit is mounted (default transit)
+  --auth token|kubernetes    how to get a Vault token (default token); kubernetes logs in with --role and
+                             the service-account token in --token-file (--auth-mount, default kubernetes)
 `
 
 // Config selects and configures the backend.
@@ -61,6 +77,12 @@ type Invocation struct {
 	Args    []string // positional arguments after the command
 	Write   WriteOptions
 	CASSet  bool // --cas was given
+
+	DryRun    bool          // rewrap, apply, rollback --journal
+	Journal   string        // apply, rollback --journal
+	MaxAge    time.Duration // keys
+	ExpiresAt string        // put, rotate: RFC 3339 or "none"; "" when not given
+	Now       func() time.Time
 }
 
 // Run executes inv against b. Results go to stdout, warnings to stderr;
@@ -76,6 +98,13 @@ func Run(ctx context.Context, b Backend, inv Invocation, stdin io.Reader, stdout
 	if inv.CASSet && inv.Command != "put" {
 		return usage("--cas applies to put (rotate and rollback check-and-set on the version they read)")
 	}
+	if err := checkCommandFlags(inv); err != nil {
+		return err
+	}
+	now := inv.Now
+	if now == nil {
+		now = time.Now
+	}
 	switch inv.Command {
 	case "put", "rotate":
 		form := inv.Command + " PATH FIELD=@FILE|FIELD=-|FIELD=VALUE..."
@@ -85,20 +114,22 @@ func Run(ctx context.Context, b Backend, inv Invocation, stdin io.Reader, stdout
 		if inv.Command == "put" && inv.Write.CAS < 0 {
 			return usage(fmt.Sprintf("--cas %d: want 0 (create) or the current version", inv.Write.CAS))
 		}
+		exp, err := expiryFor(ctx, b, inv, a[0], now)
+		if err != nil {
+			return err
+		}
 		fields, err := ParseAssignments(a[1:], stdin, stderr)
 		if err != nil {
 			return err
 		}
-		var res Result
-		if inv.Command == "put" {
-			res, err = Put(ctx, b, a[0], fields, inv.Write)
-		} else {
-			res, err = Rotate(ctx, b, a[0], fields, inv.Write)
-		}
+		res, err := writeWithExpiry(ctx, b, inv, a[0], fields, exp)
 		if err != nil {
 			return err
 		}
 		printWrite(stdout, inv.Command, b, res)
+		if exp != nil {
+			fmt.Fprintf(stdout, "expires_at %s (custom metadata of %s)\n", formatExpiry(*exp), res.Path)
+		}
 	case "revoke":
 		if err := need(1, "revoke PATH"); err != nil {
 			return err
@@ -110,6 +141,12 @@ func Run(ctx context.Context, b Backend, inv Invocation, stdin io.Reader, stdout
 		fmt.Fprintf(stdout, "revoked %s version %d on %s (soft-deleted; agents report it and keep their last good version until a new one: creds rotate %s ...)\n",
 			res.Path, res.From, b.Describe(), res.Path)
 	case "rollback":
+		if inv.Journal != "" {
+			if len(a) != 0 {
+				return usage("usage: credlet-agent creds rollback --journal FILE [--dry-run] (no PATH or VERSION with --journal)")
+			}
+			return RollbackJournal(ctx, b, inv.Journal, inv.DryRun, now, stdout)
+		}
 		if len(a) != 2 {
 			return usage("usage: credlet-agent creds rollback PATH VERSION")
 		}
@@ -146,6 +183,22 @@ func Run(ctx context.Context, b Backend, inv Invocation, stdin io.Reader, stdout
 		for _, n := range names {
 			fmt.Fprintln(stdout, n)
 		}
+	case "rewrap":
+		if len(a) != 1 {
+			return usage("usage: credlet-agent creds rewrap PREFIX --transit KEY [--context CTX] [--dry-run]")
+		}
+		_, err := Rewrap(ctx, b, a[0], RewrapOptions{Key: inv.Write.TransitKey, Context: inv.Write.Context, DryRun: inv.DryRun}, stdout)
+		return err
+	case "keys":
+		if len(a) != 1 {
+			return usage("usage: credlet-agent creds keys KEY [--max-age 720h]")
+		}
+		return Keys(ctx, b, a[0], KeysOptions{MaxAge: inv.MaxAge, Now: now}, stdout)
+	case "apply":
+		if len(a) != 1 {
+			return usage("usage: credlet-agent creds apply PLAN [--dry-run] [--journal FILE]")
+		}
+		return Apply(ctx, b, a[0], ApplyOptions{DryRun: inv.DryRun, Journal: inv.Journal, Now: now}, stdout)
 	default:
 		return usage(fmt.Sprintf("unknown creds command %q (allowed: %s)", inv.Command, strings.Join(Commands, ", ")))
 	}

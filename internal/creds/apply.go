@@ -83,6 +83,10 @@ func Apply(ctx context.Context, b Backend, planFile string, o ApplyOptions, out 
 
 	var written []applied
 	for _, p := range entries {
+		if err := j.Append(JournalRecord{Op: JournalIntent, Path: p.path, VersionBefore: p.current}); err != nil {
+			fmt.Fprintf(out, "FAILED %s: %s\n", p.label(), oneLineErr(err))
+			return rollbackApplied(ctx, lb, p, err, written, entries, j, o.Journal, out)
+		}
 		a, err := applyEntry(ctx, lb, p)
 		if err == nil {
 			written = append(written, a)
@@ -148,6 +152,19 @@ func rollbackApplied(ctx context.Context, b Lifecycle, failed *planned, cause er
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
 	var undone, stuck []string
+	// A write whose answer was lost may have landed: the version after the
+	// one validated, if nobody else wrote, is it.
+	uncertain := ""
+	if !errors.Is(cause, ErrCASConflict) && !errors.Is(cause, ErrPermission) && !errors.Is(cause, ErrUsage) && !errors.Is(cause, ErrTransit) {
+		m, err := b.Metadata(rctx, failed.path)
+		switch {
+		case err != nil:
+			uncertain = fmt.Sprintf("; whether %s was written is unknown (its answer was lost)", failed.path)
+		case m.Current == failed.current+1:
+			fmt.Fprintf(out, "written anyway %s: version %d (its answer was lost)\n", failed.label(), m.Current)
+			written = append(written, applied{p: failed, version: m.Current, expBefore: formatExpiryIf(failed)})
+		}
+	}
 	for _, a := range slices.Backward(written) {
 		p := a.p
 		fields := maps.Clone(p.old)
@@ -183,13 +200,16 @@ func rollbackApplied(ctx context.Context, b Lifecycle, failed *planned, cause er
 		}
 		fmt.Fprintf(out, "rolled back %s: version %d -> %d (the data of version %d)\n", p.label(), a.version, v, p.current)
 	}
-	notRun := len(entries) - len(written) - 1
+	notRun := len(entries) - failed.index - 1
 	msg := fmt.Sprintf("apply failed at %s: %s; %d written entries rolled back", failed.label(), oneLineErr(cause), len(undone))
 	if notRun > 0 {
 		msg += fmt.Sprintf(", %d later entries not written", notRun)
 	}
 	if len(stuck) > 0 {
 		msg += fmt.Sprintf("; %d could NOT be rolled back: %s", len(stuck), strings.Join(stuck, ", "))
+	}
+	msg += uncertain
+	if len(stuck) > 0 || uncertain != "" {
 		if journal != "" {
 			msg += fmt.Sprintf(" (once Vault answers: credlet-agent creds rollback --journal %s)", journal)
 		} else {
@@ -224,4 +244,12 @@ func printPlanned(w io.Writer, p *planned) {
 	}
 	sb.WriteString("\n")
 	_, _ = io.WriteString(w, sb.String())
+}
+
+// formatExpiryIf is the expiry an entry had before, when it changes it.
+func formatExpiryIf(p *planned) string {
+	if p.expires == nil {
+		return ""
+	}
+	return formatExpiry(p.expBefore)
 }

@@ -13,15 +13,15 @@ import (
 	"time"
 )
 
-// JournalRecord is one line of an apply journal (JSON lines): a write that
-// apply made, or one that undid it. It holds versions and times, never a
-// value.
+// JournalRecord is one line of an apply journal (JSON lines): a write
+// apply is about to make (intent), one it made (apply), or one that undid
+// it (rollback). It holds versions and times, never a value.
 type JournalRecord struct {
 	Time          time.Time `json:"ts"`
-	Op            string    `json:"op"` // JournalApply or JournalRollback
+	Op            string    `json:"op"` // JournalIntent, JournalApply or JournalRollback
 	Path          string    `json:"path"`
 	VersionBefore int       `json:"version_before"`
-	VersionAfter  int       `json:"version_after"`
+	VersionAfter  int       `json:"version_after"` // 0 in an intent
 	// ExpiresAtBefore is the set's custom metadata expires_at before the
 	// write ("none" when it had none), when the write changed it.
 	ExpiresAtBefore string `json:"expires_at_before,omitempty"`
@@ -29,6 +29,7 @@ type JournalRecord struct {
 
 // Journal record ops.
 const (
+	JournalIntent   = "intent"
 	JournalApply    = "apply"
 	JournalRollback = "rollback"
 )
@@ -111,8 +112,10 @@ func ReadJournal(name string) ([]JournalRecord, error) {
 		if err := dec.Decode(&r); err != nil {
 			return nil, fmt.Errorf("journal %s line %d: %v", name, n, err)
 		}
-		if (r.Op != JournalApply && r.Op != JournalRollback) || r.Path == "" || r.VersionAfter < 1 || r.VersionBefore < 0 {
-			return nil, fmt.Errorf("journal %s line %d: not a journal record (want op apply|rollback, path, version_before, version_after)", name, n)
+		valid := r.Path != "" && r.VersionBefore >= 0 && ((r.Op == JournalIntent && r.VersionAfter == 0) ||
+			((r.Op == JournalApply || r.Op == JournalRollback) && r.VersionAfter > 0))
+		if !valid {
+			return nil, fmt.Errorf("journal %s line %d: not a journal record (want op intent|apply|rollback, path, version_before, version_after)", name, n)
 		}
 		out = append(out, r)
 	}
@@ -132,7 +135,14 @@ type journalPath struct {
 	expect    int    // the version the journal left the path at
 	expBefore string // expires_at before the first apply that changed it ("": unchanged)
 	undone    bool   // the last record is a rollback
+	pending   bool   // the last record is an intent: the write's outcome is unknown
+	intentAt  time.Time
 }
+
+// intentSkew is how much earlier than its intent record a version may have
+// been created and still count as the write the intent announced (clocks
+// of this host and Vault's differ a little).
+const intentSkew = 5 * time.Second
 
 // ErrRollbackRefused is a journal rollback that left some paths alone
 // because they changed since, or failed; each is named in the output.
@@ -161,6 +171,11 @@ func RollbackJournal(ctx context.Context, b Backend, name string, dryRun bool, n
 			byPath[r.Path] = jp
 			order = append(order, jp)
 		}
+		jp.pending = r.Op == JournalIntent
+		if jp.pending {
+			jp.intentAt = r.Time
+			continue
+		}
 		jp.expect, jp.undone = r.VersionAfter, r.Op == JournalRollback
 		if r.Op == JournalApply && r.ExpiresAtBefore != "" && jp.expBefore == "" {
 			jp.expBefore = r.ExpiresAtBefore
@@ -181,6 +196,8 @@ func RollbackJournal(ctx context.Context, b Backend, name string, dryRun bool, n
 		}
 		v, err := rollbackPath(ctx, lb, jp, dryRun, j)
 		switch {
+		case errors.Is(err, errNeverWritten):
+			fmt.Fprintf(out, "not written %s: still at version %d (the apply stopped before its write landed)\n", jp.path, jp.restore)
 		case err != nil:
 			refused++
 			fmt.Fprintf(out, "REFUSED %s: %s\n", jp.path, oneLineErr(err))
@@ -203,6 +220,10 @@ func RollbackJournal(ctx context.Context, b Backend, name string, dryRun bool, n
 	return nil
 }
 
+// errNeverWritten is a path whose journal ends with an intent whose write
+// never landed: nothing to roll back.
+var errNeverWritten = errors.New("never written")
+
 // rollbackPath restores one path, or says why not.
 func rollbackPath(ctx context.Context, b Lifecycle, jp *journalPath, dryRun bool, j *Journal) (int, error) {
 	if jp.restore < 1 {
@@ -211,6 +232,17 @@ func rollbackPath(ctx context.Context, b Lifecycle, jp *journalPath, dryRun bool
 	m, err := b.Metadata(ctx, jp.path)
 	if err != nil {
 		return 0, err
+	}
+	if jp.pending && jp.expect == 0 {
+		// The apply announced a write and lost its answer: the version
+		// right after version_before, created after the intent, is it.
+		info, ok := m.Info(jp.restore + 1)
+		switch {
+		case m.Current == jp.restore:
+			return 0, errNeverWritten
+		case m.Current == jp.restore+1 && ok && !info.CreatedAt.Before(jp.intentAt.Add(-intentSkew)):
+			jp.expect = m.Current
+		}
 	}
 	if m.Current != jp.expect {
 		when := ""

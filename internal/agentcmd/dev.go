@@ -58,7 +58,7 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	logLevel := fset.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fset.String("log-format", "text", "json or text")
 	if err := parseFlags(fset, args, osGetenv); err != nil {
-		if errors.Is(err, flag.ErrHelp) || strings.Contains(err.Error(), flag.ErrHelp.Error()) {
+		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stdout, "usage: credlet-agent dev [flags]   (each flag also reads CREDLET_<FLAG>)")
 			fset.SetOutput(stdout)
 			fset.PrintDefaults()

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/credlet/credlet/internal/credspec"
+	"github.com/credlet/credlet/internal/oneline"
 )
 
 // ErrInvalid is matched (errors.Is) by every error Parse returns.
@@ -26,9 +27,9 @@ type FieldError struct {
 
 func (e *FieldError) Error() string {
 	var b strings.Builder
-	b.WriteString("annotation " + clip(e.Key))
+	b.WriteString("annotation " + oneline.Clip(e.Key, 80))
 	if e.Value != "" {
-		b.WriteString(fmt.Sprintf("=%q", clip(e.Value)))
+		b.WriteString(fmt.Sprintf("=%q", oneline.Clip(e.Value, 80)))
 	}
 	if e.Problem != "" {
 		b.WriteString(": " + e.Problem)
@@ -298,9 +299,3 @@ func distance(a, b string) int {
 }
 
 // clip keeps a hostile value from flooding a denial.
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:77] + "..."
-	}
-	return s
-}

@@ -135,7 +135,7 @@ var schema = []Field{
 	{
 		Key: Prefix + "sidecar", DefaultDoc: "injector config, else `native`",
 		Allowed: "`native`, `classic`",
-		Doc:     "`native`: init container with `restartPolicy: Always` and a startup probe; `classic`: an `--once` init container plus a sidecar.",
+		Doc:     "`native`: init container with `restartPolicy: Always` and a startup probe; `classic`: a sidecar container, plus an `--once` init container that fills the files first when files are delivered (with the socket alone the app's client waits on `not_ready`).",
 		parse:   parseSidecar,
 	},
 	{

@@ -17,6 +17,7 @@ import (
 	"github.com/credlet/credlet/internal/clock"
 	"github.com/credlet/credlet/internal/credspec"
 	"github.com/credlet/credlet/internal/metrics"
+	"github.com/credlet/credlet/internal/securemem"
 	"github.com/credlet/credlet/internal/store"
 )
 
@@ -185,7 +186,7 @@ type agentDoc struct {
 func (d *agentDoc) wipe() {
 	for _, e := range d.Credentials {
 		if e != nil {
-			wipeFields(e.Fields)
+			securemem.WipeFields(e.Fields)
 		}
 	}
 }
@@ -304,7 +305,7 @@ func selectFields(c credspec.Credential, all map[string][]byte) (map[string][]by
 	for _, f := range c.Fields {
 		v, ok := all[f]
 		if !ok || len(v) == 0 {
-			wipeFields(out)
+			securemem.WipeFields(out)
 			return nil, fmt.Errorf("required field %q is missing or empty", f)
 		}
 		out[f] = v

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/credlet/credlet/internal/clock"
+	"github.com/credlet/credlet/internal/oneline"
 )
 
 // ErrSpec is wrapped by every Parse error.
@@ -68,16 +69,16 @@ func Parse(spec string, opts ...Option) (*Notifier, error) {
 		name, proc, ok := strings.Cut(rest, ":")
 		sig, known := signals[strings.TrimPrefix(strings.ToUpper(name), "SIG")]
 		if !ok || !known {
-			return nil, fmt.Errorf("%w %q: signal %q: %s", ErrSpec, clip(spec), clip(name), forms)
+			return nil, fmt.Errorf("%w %q: signal %q: %s", ErrSpec, oneline.Clip(spec, 80), oneline.Clip(name, 80), forms)
 		}
 		if proc == "" || strings.ContainsAny(proc, "/\x00\n") || len(proc) > 255 {
-			return nil, fmt.Errorf("%w %q: process name %q: want a non-empty name without '/' (the process's /proc/PID/comm); %s", ErrSpec, clip(spec), clip(proc), forms)
+			return nil, fmt.Errorf("%w %q: process name %q: want a non-empty name without '/' (the process's /proc/PID/comm); %s", ErrSpec, oneline.Clip(spec, 80), oneline.Clip(proc, 80), forms)
 		}
 		n.sig, n.comm = sig, proc[:min(len(proc), commLen)]
 	case "http":
 		u, err := url.Parse(rest)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("%w %q: URL %q: %s", ErrSpec, clip(spec), clip(rest), forms)
+			return nil, fmt.Errorf("%w %q: URL %q: %s", ErrSpec, oneline.Clip(spec, 80), oneline.Clip(rest, 80), forms)
 		}
 		n.url = u.String()
 		n.client = &http.Client{
@@ -86,7 +87,7 @@ func Parse(spec string, opts ...Option) (*Notifier, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	default:
-		return nil, fmt.Errorf("%w %q: %s", ErrSpec, clip(spec), forms)
+		return nil, fmt.Errorf("%w %q: %s", ErrSpec, oneline.Clip(spec, 80), forms)
 	}
 	for _, o := range opts {
 		o(n)
@@ -102,10 +103,3 @@ func Parse(spec string, opts ...Option) (*Notifier, error) {
 
 // String is the spec, for logs.
 func (n *Notifier) String() string { return n.spec }
-
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:77] + "..."
-	}
-	return s
-}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -18,8 +17,12 @@ import (
 	"github.com/credlet/credlet/internal/audit"
 	"github.com/credlet/credlet/internal/credspec"
 	"github.com/credlet/credlet/internal/metrics"
+	"github.com/credlet/credlet/internal/oneline"
+	"github.com/credlet/credlet/internal/securemem"
 	"github.com/credlet/credlet/internal/store"
 	"github.com/credlet/credlet/internal/vault"
+	"github.com/credlet/credlet/internal/vault/kv"
+	"github.com/credlet/credlet/internal/vault/transit"
 )
 
 // Errors a check can end with (wrapped; match with errors.Is).
@@ -31,7 +34,8 @@ var (
 
 // Vault keeps one credential set fresh from a KV v2 secret.
 type Vault struct {
-	c    *api.Client
+	kv   *kv.Client
+	tr   *transit.Client
 	cred credspec.Credential
 	st   *store.Store
 	o    Options
@@ -50,7 +54,7 @@ type Vault struct {
 // declare cred.Name). It does nothing until Run or Once.
 func NewVault(c *api.Client, cred credspec.Credential, st *store.Store, opts Options) *Vault {
 	o := opts.withDefaults()
-	return &Vault{c: c, cred: cred, st: st, o: o,
+	return &Vault{kv: &kv.Client{API: c, MaxBody: o.MaxBody}, tr: &transit.Client{API: c, Mount: o.TransitMount, MaxBody: o.MaxBody}, cred: cred, st: st, o: o,
 		log: o.Logger.With("component", "source", "credential", cred.Name, "kv_path", cred.KVPath())}
 }
 
@@ -110,12 +114,30 @@ func (v *Vault) Once(ctx context.Context) error {
 
 // retryable reports whether a failed check may succeed if tried again soon.
 func retryable(err error) bool {
-	for _, final := range []error{ErrInvalid, ErrDeleted, ErrVerify, errDecrypt, errNotFound} {
+	for _, final := range []error{ErrInvalid, ErrDeleted, ErrVerify, errDecrypt, vault.ErrNotFound} {
 		if errors.Is(err, final) {
 			return false
 		}
 	}
 	return !vault.IsPermanent(err)
+}
+
+// errDecrypt is a decryption the same ciphertext would fail again (wrong
+// key or context, corrupt ciphertext, a key the policy may not use).
+var errDecrypt = errors.New("transit decrypt failed")
+
+// decrypt decrypts the ciphertexts of the fields named in names with one
+// batch call; the caller owns and wipes the plaintexts.
+func (v *Vault) decrypt(ctx context.Context, names, cts []string) ([][]byte, error) {
+	plain, err := v.tr.Decrypt(ctx, v.cred.TransitKey, v.cred.Context, cts)
+	var item *vault.BatchItemError
+	switch {
+	case errors.As(err, &item) && item.Index < len(names):
+		return nil, fmt.Errorf("%w: field %q: %s", errDecrypt, names[item.Index], item.Msg)
+	case err != nil && vault.IsPermanent(err) && !vault.IsTokenRejected(err):
+		return nil, fmt.Errorf("%w: %w", errDecrypt, err)
+	}
+	return plain, err
 }
 
 // interval is Refresh ± Jitter.
@@ -145,7 +167,7 @@ func (v *Vault) checkOnce(ctx context.Context) error {
 func (v *Vault) check(ctx context.Context) error {
 	version := 0 // the latest: at start, the data read tells the version
 	if v.served != 0 || v.skip != 0 {
-		md, err := v.readMetadata(ctx)
+		md, err := v.kv.Metadata(ctx, v.cred.Mount, v.cred.Path)
 		if err != nil {
 			return v.fail("", 0, fmt.Errorf("read metadata: %w", err))
 		}
@@ -161,8 +183,7 @@ func (v *Vault) check(ctx context.Context) error {
 			v.st.MarkError(v.cred.Name, v.skipErr.Error())
 			return v.skipErr
 		}
-		if vm, ok := md.Versions[strconv.Itoa(cur)]; ok && vm.gone(v.o.Clock.Now()) {
-			vm.Version = cur
+		if vm, ok := md.Versions[cur]; ok && vm.Gone(v.o.Clock.Now()) {
 			return v.deleted(vm)
 		}
 		version = cur
@@ -173,10 +194,11 @@ func (v *Vault) check(ctx context.Context) error {
 // fetch reads, decrypts, validates, verifies and commits a version.
 func (v *Vault) fetch(ctx context.Context, version int) error {
 	now := v.o.Clock.Now()
-	raw, meta, err := v.readData(ctx, version)
-	defer wipeRaw(raw)
+	kver, err := v.kv.Read(ctx, v.cred.Mount, v.cred.Path, version)
+	defer kver.Wipe()
+	raw, meta := kver.Data, kver.Meta
 	switch {
-	case errors.Is(err, errDeleted):
+	case errors.Is(err, vault.ErrDeleted):
 		return v.deleted(meta)
 	case err != nil:
 		v.o.Audit.Log(audit.Record{Event: audit.Fetch, Credential: v.cred.Name, Version: version, Result: "error", Detail: err.Error()})
@@ -186,15 +208,15 @@ func (v *Vault) fetch(ctx context.Context, version int) error {
 	v.o.Audit.Log(audit.Record{Event: audit.Fetch, Credential: v.cred.Name, Version: ver, Result: "ok"})
 
 	fields, ctNames, cts, err := v.selectFields(raw)
-	wipeRaw(raw)
+	kver.Wipe()
 	if err != nil {
-		wipeFields(fields)
+		securemem.WipeFields(fields)
 		return v.fail(metrics.RotationInvalid, ver, fmt.Errorf("version %d: %w", ver, err))
 	}
 	if len(cts) > 0 {
 		plain, err := v.decrypt(ctx, ctNames, cts)
 		if err != nil {
-			wipeFields(fields)
+			securemem.WipeFields(fields)
 			v.o.Audit.Log(audit.Record{Event: audit.Decrypt, Credential: v.cred.Name, Version: ver, Result: "error", Detail: err.Error()})
 			repeat := 0
 			if errors.Is(err, errDecrypt) {
@@ -209,20 +231,20 @@ func (v *Vault) fetch(ctx context.Context, version int) error {
 			Detail: fmt.Sprintf("key=%s fields=%d", v.cred.TransitKey, len(ctNames))})
 	}
 	if err := v.validate(fields); err != nil {
-		wipeFields(fields)
+		securemem.WipeFields(fields)
 		return v.fail(metrics.RotationInvalid, ver, fmt.Errorf("version %d: %w", ver, err))
 	}
 	if v.o.Verifier != nil {
 		if err := v.o.Verifier.Verify(ctx, v.cred.Name, ver, fields); err != nil {
-			wipeFields(fields)
-			v.o.Audit.Log(audit.Record{Event: eventVerify, Credential: v.cred.Name, Version: ver, Result: "failed", Detail: clip(err.Error())})
-			return v.fail(metrics.RotationVerifyFailed, 0, fmt.Errorf("version %d: %w: %s", ver, ErrVerify, clip(err.Error())))
+			securemem.WipeFields(fields)
+			v.o.Audit.Log(audit.Record{Event: eventVerify, Credential: v.cred.Name, Version: ver, Result: "failed", Detail: oneline.Of(err.Error(), 200)})
+			return v.fail(metrics.RotationVerifyFailed, 0, fmt.Errorf("version %d: %w: %s", ver, ErrVerify, oneline.Of(err.Error(), 200)))
 		}
 		v.o.Audit.Log(audit.Record{Event: eventVerify, Credential: v.cred.Name, Version: ver, Result: "ok"})
 	}
 	sm := store.Meta{Version: ver, CreatedAt: meta.CreatedTime, FetchedAt: now}
-	if t, ok := meta.deletion(); ok {
-		sm.ExpiresAt = t // scheduled deletion (delete_version_after)
+	if !meta.DeletionTime.IsZero() {
+		sm.ExpiresAt = meta.DeletionTime // scheduled deletion (delete_version_after)
 	}
 	if err := v.st.Commit(v.cred.Name, sm, fields); err != nil { // wipes fields
 		v.o.Audit.Log(audit.Record{Event: audit.Commit, Credential: v.cred.Name, Version: ver, Result: "error", Detail: err.Error()})
@@ -262,11 +284,11 @@ func (v *Vault) selectFields(raw map[string]json.RawMessage) (map[string][]byte,
 		if !ok {
 			return fields, nil, nil, fmt.Errorf("%w: field %q missing (the secret has: %s)", ErrInvalid, name, strings.Join(sortedKeys(raw), ", "))
 		}
-		val, err := fieldValue(r)
+		val, err := kv.Value(r)
 		if err != nil {
 			return fields, nil, nil, fmt.Errorf("%w: field %q: %w", ErrInvalid, name, err)
 		}
-		if len(val) > 7 && string(val[:7]) == "vault:v" {
+		if transit.IsCiphertext(val) {
 			if v.cred.TransitKey == "" {
 				clear(val)
 				return fields, nil, nil, fmt.Errorf("%w: field %q holds Transit ciphertext but the credential names no transit key (add ;transit=KEY)", ErrInvalid, name)
@@ -300,19 +322,19 @@ func (v *Vault) validate(fields map[string][]byte) error {
 
 // deleted reports a current version that is deleted or destroyed: the last
 // good version stays live.
-func (v *Vault) deleted(vm versionMeta) error {
+func (v *Vault) deleted(vm kv.VersionMeta) error {
 	serving := "nothing to serve yet"
 	if v.served != 0 {
 		serving = fmt.Sprintf("still serving version %d", v.served)
 	}
-	err := fmt.Errorf("%w: version %d %s; %s", ErrDeleted, vm.Version, vm.describe(), serving)
+	err := fmt.Errorf("%w: version %d %s; %s", ErrDeleted, vm.Version, vm.Describe(), serving)
 	if v.reported != vm.Version {
 		v.reported = vm.Version
 		if v.o.Metrics != nil {
 			v.o.Metrics.Rotations.WithLabelValues(v.cred.Name, metrics.RotationFetchFailed).Inc()
 		}
-		v.o.Audit.Log(audit.Record{Event: audit.Fetch, Credential: v.cred.Name, Version: vm.Version, Result: "deleted", Detail: vm.describe()})
-		v.log.Warn("current version unavailable in Vault", "version", vm.Version, "state", vm.describe(), "served_version", v.served)
+		v.o.Audit.Log(audit.Record{Event: audit.Fetch, Credential: v.cred.Name, Version: vm.Version, Result: "deleted", Detail: vm.Describe()})
+		v.log.Warn("current version unavailable in Vault", "version", vm.Version, "state", vm.Describe(), "served_version", v.served)
 	}
 	v.failing = true
 	v.st.MarkError(v.cred.Name, err.Error())
@@ -364,14 +386,6 @@ func sortedKeys(m map[string]json.RawMessage) []string {
 	}
 	slices.Sort(ks)
 	return ks
-}
-
-func clip(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 200 {
-		return s[:197] + "..."
-	}
-	return s
 }
 
 // eventVerify is the audit "verify" event (spelled out: the audit package's

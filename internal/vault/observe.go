@@ -19,6 +19,13 @@ const (
 	OpKVMetadata     = "kv_metadata"
 	OpKVRead         = "kv_read"
 	OpTransitDecrypt = "transit_decrypt"
+	OpKVWrite        = "kv_write"
+	OpKVDelete       = "kv_delete"
+	OpKVList         = "kv_list"
+	OpMount          = "mount_info"
+	OpTransitEncrypt = "transit_encrypt"
+	OpTransitRewrap  = "transit_rewrap"
+	OpTransitKey     = "transit_key"
 	OpOther          = "other"
 )
 

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/credlet/credlet/internal/securemem"
 )
 
 // ApplyOptions shape creds apply.
@@ -121,7 +123,7 @@ func applyEntry(ctx context.Context, b Lifecycle, p *planned) (applied, error) {
 		fields[k] = slices.Clone(v)
 	}
 	if _, err := encrypt(ctx, b, fields, p.opts); err != nil {
-		wipe(fields)
+		securemem.WipeFields(fields)
 		return a, err
 	}
 	for _, k := range p.kept {
@@ -129,7 +131,7 @@ func applyEntry(ctx context.Context, b Lifecycle, p *planned) (applied, error) {
 	}
 	if p.expires != nil {
 		if err := b.SetExpiresAt(ctx, p.path, *p.expires); err != nil {
-			wipe(fields)
+			securemem.WipeFields(fields)
 			return a, err
 		}
 		a.expBefore = formatExpiry(p.expBefore)
@@ -184,7 +186,7 @@ func rollbackApplied(ctx context.Context, b Lifecycle, failed *planned, cause er
 		if err == nil {
 			v, err = b.Write(rctx, p.path, fields, a.version)
 		} else {
-			wipe(fields)
+			securemem.WipeFields(fields)
 		}
 		if err != nil {
 			stuck = append(stuck, fmt.Sprintf("%s (version %d; restore version %d)", p.path, a.version, p.current))

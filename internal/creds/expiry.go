@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/credlet/credlet/internal/securemem"
 )
 
 // checkCommandFlags refuses flags given to a command they do not apply to.
@@ -64,11 +66,11 @@ func writeWithExpiry(ctx context.Context, b Backend, inv Invocation, path string
 	if exp != nil {
 		var err error
 		if before, err = lb.ExpiresAt(ctx, path); err != nil {
-			wipe(fields)
+			securemem.WipeFields(fields)
 			return Result{}, err
 		}
 		if err := lb.SetExpiresAt(ctx, path, *exp); err != nil {
-			wipe(fields)
+			securemem.WipeFields(fields)
 			return Result{}, err
 		}
 	}

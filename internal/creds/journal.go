@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/credlet/credlet/internal/securemem"
 )
 
 // JournalRecord is one line of an apply journal (JSON lines): a write
@@ -257,7 +259,7 @@ func rollbackPath(ctx context.Context, b Lifecycle, jp *journalPath, dryRun bool
 		return 0, fmt.Errorf("version %d cannot be read back: %s", jp.restore, oneLineErr(err))
 	}
 	if dryRun {
-		wipe(old.Fields)
+		securemem.WipeFields(old.Fields)
 		return 0, nil
 	}
 	rec := JournalRecord{Op: JournalRollback, Path: jp.path, VersionBefore: jp.expect}
@@ -265,17 +267,17 @@ func rollbackPath(ctx context.Context, b Lifecycle, jp *journalPath, dryRun bool
 		t := time.Time{}
 		if jp.expBefore != "none" {
 			if t, err = time.Parse(time.RFC3339, jp.expBefore); err != nil {
-				wipe(old.Fields)
+				securemem.WipeFields(old.Fields)
 				return 0, fmt.Errorf("journal expires_at_before %q: %v", jp.expBefore, err)
 			}
 		}
 		cur, err := b.ExpiresAt(ctx, jp.path)
 		if err != nil {
-			wipe(old.Fields)
+			securemem.WipeFields(old.Fields)
 			return 0, err
 		}
 		if err := b.SetExpiresAt(ctx, jp.path, t); err != nil {
-			wipe(old.Fields)
+			securemem.WipeFields(old.Fields)
 			return 0, err
 		}
 		rec.ExpiresAtBefore = formatExpiry(cur)

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/credlet/credlet/internal/filesource"
+	"github.com/credlet/credlet/internal/securemem"
 )
 
 // Plan is a bulk rotation: creds apply PLAN. Values come only from files
@@ -105,8 +106,8 @@ func (p *planned) label() string {
 }
 
 func (p *planned) wipe() {
-	wipe(p.values)
-	wipe(p.old)
+	securemem.WipeFields(p.values)
+	securemem.WipeFields(p.old)
 }
 
 // validatePlan checks every entry: the path and its mount exist, the token
@@ -215,7 +216,7 @@ func (p *planned) readValues(dir string, bad func(string, ...any)) {
 		case len(v) == 0:
 			bad("fields.%s: %s is empty", name, file)
 		case !utf8.Valid(v):
-			wipe(map[string][]byte{name: v})
+			securemem.WipeFields(map[string][]byte{name: v})
 			bad("fields.%s: %s is not UTF-8 text; KV v2 stores strings (base64-encode binary values first)", name, file)
 		default:
 			p.values[name] = v

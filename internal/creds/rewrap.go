@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/credlet/credlet/internal/securemem"
 )
 
 // RewrapOptions shape creds rewrap.
@@ -116,7 +118,7 @@ func Rewrap(ctx context.Context, b Backend, prefix string, o RewrapOptions, out 
 			parallel(workers, items, func(it *rewrapItem) { writeRewrapped(ctx, lb, it) })
 		}
 		for _, it := range items {
-			wipe(it.fields)
+			securemem.WipeFields(it.fields)
 			printRewrap(out, it, k.LatestVersion, o.DryRun)
 			switch it.status {
 			case "rewrapped":

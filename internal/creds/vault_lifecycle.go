@@ -2,98 +2,47 @@ package creds
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/hashicorp/vault/api"
+	"github.com/credlet/credlet/internal/vault"
+	"github.com/credlet/credlet/internal/vault/transit"
 )
 
 // The Vault backend's Lifecycle: Transit key state and rewrap, the token's
-// capabilities, and custom metadata.
+// capabilities, and custom metadata, on the vault/kv and vault/transit
+// layer.
 var _ Lifecycle = (*Vault)(nil)
-
-func (b *Vault) api() *api.Client { return b.c }
 
 // TransitKey reads TRANSIT/keys/KEY.
 func (b *Vault) TransitKey(ctx context.Context, key string) (KeyInfo, error) {
-	ep := b.transit + "/keys/" + key
-	s, err := b.api().Logical().ReadWithContext(ctx, ep)
-	if err != nil {
-		var re *api.ResponseError
-		if errors.As(err, &re) && (re.StatusCode == 404 || re.StatusCode == 400) {
-			return KeyInfo{}, b.noTransit(key)
-		}
-		return KeyInfo{}, b.wrap("read", ep, err)
-	}
-	if s == nil || s.Data == nil {
+	k, err := b.transit.Key(ctx, key)
+	switch {
+	case errors.Is(err, vault.ErrNotFound) || vault.StatusCode(err) == 400:
 		return KeyInfo{}, b.noTransit(key)
+	case err != nil:
+		return KeyInfo{}, b.wrap("read", b.transit.Path("keys", key), err)
 	}
-	k := KeyInfo{Name: key, Versions: map[int]time.Time{}}
-	k.Derived, _ = s.Data["derived"].(bool)
-	k.LatestVersion = intOf(s.Data["latest_version"])
-	k.MinDecryptionVersion = intOf(s.Data["min_decryption_version"])
-	k.AutoRotatePeriod = time.Duration(intOf(s.Data["auto_rotate_period"])) * time.Second
-	keys, _ := s.Data["keys"].(map[string]any)
-	for v, raw := range keys {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			continue
-		}
-		switch t := raw.(type) {
-		case json.Number:
-			secs, _ := t.Int64()
-			k.Versions[n] = time.Unix(secs, 0).UTC()
-		case map[string]any: // asymmetric keys
-			k.Versions[n] = timeOf(t["creation_time"])
-		}
-	}
-	return k, nil
+	return KeyInfo{Name: key, Derived: k.Derived, LatestVersion: k.LatestVersion, MinDecryptionVersion: k.MinDecryptionVersion,
+		AutoRotatePeriod: k.AutoRotatePeriod, Versions: k.Versions}, nil
 }
 
 // Rewrap rewraps ciphertexts with one batch call to TRANSIT/rewrap/KEY.
 func (b *Vault) Rewrap(ctx context.Context, key, keyContext string, cts []string) ([]string, error) {
-	var b64ctx string
-	if keyContext != "" {
-		b64ctx = base64.StdEncoding.EncodeToString([]byte(keyContext))
+	out, err := b.transit.Rewrap(ctx, key, keyContext, cts)
+	var item *vault.BatchItemError
+	switch {
+	case errors.As(err, &item):
+		return nil, &kindError{kind: ErrTransit, err: err, msg: fmt.Sprintf("transit rewrap with key %s: %s (wrong --context, or ciphertext of another key?)", key, oneLineErr(err))}
+	case err != nil:
+		return nil, b.wrap("write", b.transit.Path("rewrap", key), err)
 	}
-	in := make([]map[string]string, len(cts))
-	for i, ct := range cts {
-		in[i] = map[string]string{"ciphertext": ct}
-		if b64ctx != "" {
-			in[i]["context"] = b64ctx
+	for _, ct := range out {
+		if transit.KeyVersion(ct) == 0 {
+			return nil, newKind(ErrTransit, fmt.Sprintf("transit rewrap with key %s: a result is not Transit ciphertext", key))
 		}
-	}
-	ep := b.transit + "/rewrap/" + key
-	s, err := b.api().Logical().WriteWithContext(ctx, ep, map[string]any{"batch_input": in})
-	if err != nil {
-		var re *api.ResponseError
-		if errors.As(err, &re) && re.StatusCode == 400 {
-			return nil, newKind(ErrTransit, fmt.Sprintf("transit rewrap with key %s: %s", key, oneLine(re.Errors)))
-		}
-		return nil, b.wrap("write", ep, err)
-	}
-	var results []struct {
-		Ciphertext string `json:"ciphertext"`
-		Error      string `json:"error"`
-	}
-	if s != nil && s.Data != nil {
-		raw, _ := json.Marshal(s.Data["batch_results"])
-		_ = json.Unmarshal(raw, &results)
-	}
-	if len(results) != len(cts) {
-		return nil, newKind(ErrTransit, fmt.Sprintf("transit rewrap with key %s: %d results for %d ciphertexts", key, len(results), len(cts)))
-	}
-	out := make([]string, len(results))
-	for i, r := range results {
-		if r.Error != "" || ciphertextVersion([]byte(r.Ciphertext)) == 0 {
-			return nil, newKind(ErrTransit, fmt.Sprintf("transit rewrap with key %s: %s (wrong --context, or ciphertext of another key?)", key, oneLine([]string{r.Error})))
-		}
-		out[i] = r.Ciphertext
 	}
 	return out, nil
 }
@@ -105,27 +54,18 @@ func (b *Vault) Capabilities(ctx context.Context, path string) (Capabilities, er
 	if err != nil {
 		return Capabilities{}, err
 	}
-	data, meta := mount+"/data/"+rest, mount+"/metadata/"+rest
-	s, err := b.api().Logical().WriteWithContext(ctx, "sys/capabilities-self", map[string]any{"paths": []string{data, meta}})
-	if err != nil {
-		return Capabilities{}, b.wrap("write", "sys/capabilities-self", err)
-	}
 	var c Capabilities
-	if s != nil && s.Data != nil {
-		c.Data, c.Metadata = stringsOf(s.Data[data]), stringsOf(s.Data[meta])
+	for _, q := range []struct {
+		dst  *[]string
+		path string
+	}{{&c.Data, mount + "/data/" + rest}, {&c.Metadata, mount + "/metadata/" + rest}} {
+		caps, err := b.kv.Capabilities(ctx, q.path)
+		if err != nil {
+			return Capabilities{}, b.wrap("write", "sys/capabilities-self", err)
+		}
+		*q.dst = caps
 	}
 	return c, nil
-}
-
-func stringsOf(v any) []string {
-	l, _ := v.([]any)
-	out := make([]string, 0, len(l))
-	for _, x := range l {
-		if s, ok := x.(string); ok {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // customMetadata reads the set's custom metadata (nil when the set does
@@ -135,22 +75,17 @@ func (b *Vault) customMetadata(ctx context.Context, path string) (map[string]str
 	if err != nil {
 		return nil, err
 	}
-	ep := mount + "/metadata/" + rest
-	s, err := b.api().Logical().ReadWithContext(ctx, ep)
-	if err != nil {
-		return nil, b.wrap("read", ep, err)
-	}
-	if s == nil || s.Data == nil {
+	m, err := b.kv.Metadata(ctx, mount, rest)
+	switch {
+	case errors.Is(err, vault.ErrNotFound):
 		return nil, nil
+	case err != nil:
+		return nil, b.wrap("read", mount+"/metadata/"+rest, err)
 	}
-	raw, _ := s.Data["custom_metadata"].(map[string]any)
-	out := make(map[string]string, len(raw))
-	for k, v := range raw {
-		if str, ok := v.(string); ok {
-			out[k] = str
-		}
+	if m.CustomMetadata == nil {
+		return map[string]string{}, nil
 	}
-	return out, nil
+	return m.CustomMetadata, nil
 }
 
 // ExpiresAt reads custom_metadata.expires_at; zero when unset or when the
@@ -187,9 +122,8 @@ func (b *Vault) SetExpiresAt(ctx context.Context, path string, t time.Time) erro
 		cm[ExpiresAtKey] = t.UTC().Format(time.RFC3339)
 	}
 	mount, rest, _ := b.split(ctx, path)
-	ep := mount + "/metadata/" + rest
-	if _, err := b.api().Logical().WriteWithContext(ctx, ep, map[string]any{"custom_metadata": cm}); err != nil {
-		return b.wrap("write", ep, err)
+	if err := b.kv.WriteCustomMetadata(ctx, mount, rest, cm); err != nil {
+		return b.wrap("write", mount+"/metadata/"+rest, err)
 	}
 	return nil
 }

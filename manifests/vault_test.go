@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -12,11 +13,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/credlet/credlet/internal/agentcmd"
 	"github.com/credlet/credlet/internal/creds"
 	"github.com/credlet/credlet/internal/testenv"
 )
@@ -162,6 +165,90 @@ func TestVaultSetup(t *testing.T) {
 	}
 	bot := login(t, "approle", map[string]any{"role_id": rid.Data["role_id"], "secret_id": sid.Data["secret_id"]})
 	checkPartnerAccess(t, bot, "acme", "beta")
+
+	checkKeyMaintenance(t, ctx)
+}
+
+// checkKeyMaintenance runs the key-maintenance CronJob's containers
+// (manifests/key-maintenance/cronjob.yaml) as written, in order, with the
+// agent's own command line: the real Kubernetes login of the CronJob's
+// ServiceAccount against the role setup.sh wrote, `creds keys` and then
+// `creds rewrap` for acme after the Transit key rotated. Only the Vault
+// address and the token file's path are this test's.
+func checkKeyMaintenance(t *testing.T, ctx context.Context) {
+	t.Helper()
+	root := vlt.Client()
+	if _, err := root.Logical().Write("transit/keys/credlet-partners/rotate", nil); err != nil {
+		t.Fatal(err)
+	}
+	var cj batchv1.CronJob
+	for _, d := range loadDocs(t, "manifests/key-maintenance") {
+		if d.kind == "CronJob" {
+			obj, err := decode(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cj = *obj.(*batchv1.CronJob)
+		}
+		if d.kind == "ServiceAccount" {
+			obj, _ := decode(d)
+			sa := obj.(*corev1.ServiceAccount)
+			if err := kube.CreateServiceAccount(ctx, sa.Namespace, sa.Name); err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatal(err)
+			}
+		}
+	}
+	pod := cj.Spec.JobTemplate.Spec.Template.Spec
+	jwt, err := kube.TokenRequest(ctx, cj.Namespace, pod.ServiceAccountName, "vault", 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(jwt), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	steps := append(append([]corev1.Container{}, pod.InitContainers...), pod.Containers...)
+	if len(steps) < 2 || steps[0].Name != "keys" {
+		t.Fatalf("the CronJob's first step is %q; want keys, then one rewrap per partner", steps[0].Name)
+	}
+	for _, c := range steps {
+		for _, e := range c.Env {
+			switch e.Name {
+			case "VAULT_ADDR":
+				t.Setenv(e.Name, vlt.Addr)
+			case "CREDLET_TOKEN_FILE":
+				t.Setenv(e.Name, tokenFile)
+			default:
+				t.Setenv(e.Name, e.Value)
+			}
+		}
+		t.Setenv("VAULT_TOKEN", "") // the login must stand on its own
+		var out, errb bytes.Buffer
+		if code := agentcmd.Main(c.Args, strings.NewReader(""), &out, &errb); code != 0 {
+			t.Fatalf("CronJob step %s (%v): exit %d\n%s%s", c.Name, c.Args, code, out.String(), errb.String())
+		}
+		t.Logf("step %s:\n%s", c.Name, out.String())
+		if strings.Contains(out.String()+errb.String(), "FAKE") {
+			t.Fatalf("step %s printed a value", c.Name)
+		}
+		if c.Name == "rewrap-acme" && !strings.Contains(out.String(), "rewrapped secret/partners/acme/zerodha: version 2 -> 3 (api_key v1, api_secret v1 -> key v2)") {
+			t.Errorf("rewrap-acme did not rewrap acme's set:\n%s", out.String())
+		}
+	}
+	acme, err := root.KVv2("secret").Get(ctx, "partners/acme/zerodha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct, _ := acme.Data["api_key"].(string); !strings.HasPrefix(ct, "vault:v2:") {
+		t.Errorf("acme's api_key after the CronJob: %.9s; want key version 2", ct)
+	}
+	beta, err := root.KVv2("secret").Get(ctx, "partners/beta/zerodha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if beta.VersionMetadata.Version != 1 {
+		t.Errorf("beta (no container in the CronJob) was written: version %d", beta.VersionMetadata.Version)
+	}
 }
 
 // checkKeyRotation: setup.sh created the Transit key with auto-rotation at

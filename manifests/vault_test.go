@@ -119,6 +119,17 @@ func TestVaultSetup(t *testing.T) {
 		creds.WriteOptions{TransitKey: "credlet-partners", Context: "acme"}); err != nil {
 		t.Fatalf("operator rotate: %v", err)
 	}
+	// An expiring token, with its expiry in custom metadata (the operator
+	// policy's metadata update).
+	exp := time.Now().Add(20 * time.Hour).UTC().Truncate(time.Second)
+	var putOut bytes.Buffer
+	if err := creds.Run(ctx, ob, creds.Invocation{Command: "put", Args: []string{"secret/partners/acme/kite-oauth", "access_token=-"}, ExpiresAt: exp.Format(time.RFC3339)},
+		strings.NewReader("FAKE-acme-oauth\n"), &putOut, &putOut); err != nil {
+		t.Fatalf("operator put --expires-at: %v\n%s", err, putOut.String())
+	}
+	if got, err := ob.ExpiresAt(ctx, "secret/partners/acme/kite-oauth"); err != nil || !got.Equal(exp) {
+		t.Fatalf("expires_at written by the operator: %v %v; want %v", got, err, exp)
+	}
 	opClient := clientWith(t, op.Auth.ClientToken)
 	if _, err := opClient.Logical().Write("transit/decrypt/credlet-partners", map[string]any{"ciphertext": "vault:v1:AAAA", "context": b64("acme")}); !isForbidden(err) {
 		t.Errorf("the operator may decrypt: %v", err)

@@ -5,8 +5,9 @@
 path "@KV_MOUNT@/data/partners/*" {
   capabilities = ["create", "update", "read"]
 }
+# update: custom metadata (creds put|rotate --expires-at, expires-at in a plan).
 path "@KV_MOUNT@/metadata/partners/*" {
-  capabilities = ["read", "list"]
+  capabilities = ["read", "list", "update"]
 }
 path "@KV_MOUNT@/delete/partners/*" {
   capabilities = ["update"]

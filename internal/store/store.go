@@ -81,6 +81,12 @@ func (s *Store) Commit(name string, meta Meta, fields map[string][]byte) error {
 	if err != nil {
 		return fmt.Errorf("store: commit %q: %w", name, err)
 	}
+	if cur, err := e.acquire(&e.current); err == nil {
+		if sameValues(cur, set) {
+			set.valuesVersion = cur.valuesVersion
+		}
+		cur.Release()
+	}
 	e.commitMu.Lock()
 	old := e.current.Swap(set)
 	prev := e.previous.Swap(old)
@@ -164,6 +170,9 @@ type Status struct {
 	Name      string
 	Optional  bool
 	Version   int       // 0 when never committed
+	// ValuesVersion is the version that introduced the served values
+	// (Set.ValuesVersion); 0 when never committed.
+	ValuesVersion int
 	CreatedAt time.Time // of the served version
 	FetchedAt time.Time // of the served version
 	CheckedAt time.Time // last successful check against the source
@@ -196,7 +205,7 @@ func (s *Store) Status() []Status {
 		e := s.entries[name]
 		st := Status{Name: name, Optional: e.optional}
 		if set, err := e.acquire(&e.current); err == nil {
-			st.Version, st.CreatedAt, st.FetchedAt = set.version, set.createdAt, set.fetchedAt
+			st.Version, st.ValuesVersion, st.CreatedAt, st.FetchedAt = set.version, set.valuesVersion, set.createdAt, set.fetchedAt
 			set.Release()
 		}
 		e.mu.Lock()

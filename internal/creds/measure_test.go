@@ -53,6 +53,6 @@ func TestMeasureLifecycle(t *testing.T) {
 	}
 	apply := time.Since(start)
 	t.Logf("GOMAXPROCS %d, %s", runtime.GOMAXPROCS(0), strings.TrimSpace(runtime.Version()))
-	t.Logf("rewrap of %d sets (2 ciphertexts each, %d Transit calls of up to %d): %v", n, (2*n+DefaultRewrapBatch-1)/DefaultRewrapBatch, DefaultRewrapBatch, rewrap.Round(time.Millisecond))
+	t.Logf("rewrap of %d sets (2 ciphertexts each; %d workers): %v", n, DefaultRewrapWorkers, rewrap.Round(time.Millisecond))
 	t.Logf("apply of 100 entries (validation + writes + journal): %v", apply.Round(time.Millisecond))
 }

@@ -51,6 +51,10 @@ flags (anywhere on the line; each also reads CREDLET_<FLAG>):
   --transit-mount PATH       where Transit is mounted (default transit)
   --auth token|kubernetes    how to get a Vault token (default token); kubernetes logs in with --role and
                              the service-account token in --token-file (--auth-mount, default kubernetes)
+  --dry-run                  rewrap, apply, rollback --journal: check and say what would be done, write nothing
+  --journal FILE             apply: the JSON-lines journal to create; rollback: the journal to undo
+  --max-age D                keys: the oldest the key's latest version may be (default 720h)
+  --expires-at TIME|none     put, rotate: when the credential expires (RFC 3339), stored as custom metadata
 `
 
 // Config selects and configures the backend.

@@ -116,12 +116,16 @@ func TestApply(t *testing.T) {
 		}
 	}
 	recs, err := ReadJournal(journal)
-	if err != nil || len(recs) != len(paths) {
+	if err != nil || len(recs) != 2*len(paths) {
 		t.Fatalf("journal: %d records, %v", len(recs), err)
 	}
 	for i, r := range recs {
-		if r.Op != JournalApply || r.Path != paths[i] || r.VersionBefore != 1 || r.VersionAfter != 2 {
-			t.Errorf("journal record %d: %+v", i, r)
+		want := JournalRecord{Op: JournalIntent, Path: paths[i/2], VersionBefore: 1}
+		if i%2 == 1 {
+			want.Op, want.VersionAfter = JournalApply, 2
+		}
+		if r.Op != want.Op || r.Path != want.Path || r.VersionBefore != want.VersionBefore || r.VersionAfter != want.VersionAfter || r.Time.IsZero() {
+			t.Errorf("journal record %d: %+v; want %+v", i, r, want)
 		}
 	}
 	raw, _ := os.ReadFile(journal)
@@ -133,6 +137,20 @@ func TestApply(t *testing.T) {
 	// A journal is one apply: reusing it is refused before anything is written.
 	err = Apply(ctx, b, plan, ApplyOptions{Journal: journal}, &bytes.Buffer{})
 	wantKind(t, err, ErrUsage, "already holds a journal")
+
+	// A dry run of the rollback says what it would do and writes nothing
+	// (not even to the journal).
+	out.Reset()
+	jBefore, _ := os.ReadFile(journal)
+	if err := RollbackJournal(ctx, b, journal, true, time.Now, &out); err != nil || strings.Count(out.String(), "would roll back") != len(paths) {
+		t.Fatalf("rollback --dry-run: %v\n%s", err, out.String())
+	}
+	if got := versions(t, b, paths...); got[paths[0]] != 2 || got[paths[3]] != 2 {
+		t.Fatalf("rollback --dry-run wrote: %v", got)
+	}
+	if jAfter, _ := os.ReadFile(journal); !bytes.Equal(jBefore, jAfter) {
+		t.Fatal("rollback --dry-run wrote to the journal")
+	}
 
 	// Undo the whole apply from its journal; a second rollback does nothing.
 	out.Reset()

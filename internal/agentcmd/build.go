@@ -130,15 +130,9 @@ func (a *agent) buildVault() error {
 	}
 	a.runners = append(a.runners, runner{"token lifetime", tokens.Run})
 
-	var verifier source.Verifier
-	// In --once mode (a classic init container) the app's verify hook is
-	// not running yet: the first version is published unchecked.
-	if cfg.VerifyURL != "" && !cfg.Once {
-		v, err := verify.New(cfg.VerifyURL, verify.Options{})
-		if err != nil {
-			return usageError("--verify-url %q: %v", cfg.VerifyURL, err)
-		}
-		verifier = v
+	verifier, err := a.verifier()
+	if err != nil {
+		return err
 	}
 	for _, c := range cfg.Credentials {
 		src := source.NewVault(client, c, a.store, source.Options{
@@ -151,12 +145,29 @@ func (a *agent) buildVault() error {
 	return nil
 }
 
+// verifier is the blue/green check both sources ask, or nil. In --once
+// mode (a classic init container) the app's verify hook is not running
+// yet: the first version is published unchecked.
+func (a *agent) verifier() (source.Verifier, error) {
+	if a.cfg.VerifyURL == "" || a.cfg.Once {
+		return nil, nil
+	}
+	v, err := verify.New(a.cfg.VerifyURL, verify.Options{})
+	if err != nil {
+		return nil, usageError("--verify-url %q: %v", a.cfg.VerifyURL, err)
+	}
+	return v, nil
+}
+
 // buildFileSource serves the embedded encrypted file instead of Vault (local
 // development): same store, sinks, audit and metrics.
 func (a *agent) buildFileSource() error {
-	src, err := filesource.New(strings.TrimPrefix(a.cfg.Source, "file:"), a.cfg.MasterKeyFile, a.store, filesource.Options{
-		Logger: a.log, Metrics: a.metrics, Audit: a.audit, Clock: a.clock,
-		Credentials: a.cfg.Credentials, Refresh: a.cfg.Refresh,
+	verifier, err := a.verifier()
+	if err != nil {
+		return err
+	}
+	src, err := source.NewFile(strings.TrimPrefix(a.cfg.Source, "file:"), a.cfg.MasterKeyFile, a.cfg.Credentials, a.store, source.Options{
+		Refresh: a.cfg.Refresh, Clock: a.clock, Logger: a.log, Metrics: a.metrics, Audit: a.audit, Verifier: verifier,
 	})
 	if err != nil {
 		return fmt.Errorf("--source %s: %w", a.cfg.Source, err)

@@ -29,9 +29,10 @@ type Tokens interface {
 // DefaultRefresh is the metadata poll interval when Options.Refresh is 0.
 const DefaultRefresh = 10 * time.Second
 
-// Options configures a Vault source. Zero values take the defaults.
+// Options configures a source, Vault or file. Zero values take the
+// defaults. Jitter, TransitMount, MaxBody and Tokens apply to Vault only.
 type Options struct {
-	Refresh      time.Duration  // metadata poll interval; default 10 s
+	Refresh      time.Duration  // Vault: metadata poll interval; file: the poll behind the watch; default 10 s
 	Jitter       float64        // ± fraction of Refresh; 0: 0.1; negative: none
 	TransitMount string         // default "transit"
 	MaxBody      int            // largest response body read; default 1 MiB

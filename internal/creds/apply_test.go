@@ -76,7 +76,7 @@ func TestApply(t *testing.T) {
 	ctx := context.Background()
 	b := vaultWithToken(t, vlt.RootToken)
 	pre := testPrefix(t)
-	key := newKey(t, true, nil)
+	key := newKey(t, "", true, nil)
 	paths := seedSets(t, b, pre, key, 4)
 	d := newPlanDir(t)
 	plan := rotationPlan(d, key, paths)
@@ -182,7 +182,7 @@ func TestApplyValidation(t *testing.T) {
 	ctx := context.Background()
 	pre := testPrefix(t)
 	root := vaultWithToken(t, vlt.RootToken)
-	key := newKey(t, true, nil)
+	key := newKey(t, "", true, nil)
 	paths := seedSets(t, root, pre, key, 3)
 	// A token that may write e0 and e2 but only read e1.
 	tok := tokenWith(t, fmt.Sprintf(`
@@ -233,11 +233,13 @@ path "transit/keys/%[2]s" { capabilities = ["read"] }
 		`field "api_key" holds`, // not Transit: e0's api_key is plain, so only api_secret would complain
 		"PROBLEM rotations[3] " + pre + "/acme/nosuch: does not exist on Vault at",
 		`PROBLEM rotations[4] ` + paths[2] + `: transit-fields names "nope", which is not among the fields given`,
-		"PROBLEM rotations[5] " + paths[2] + ": path given twice (also rotations[4]); context needs transit;",
+		"PROBLEM rotations[5] " + paths[2] + ": path given twice (also rotations[4]): one entry per set; context needs transit;",
 		`field "api_secret" holds Transit ciphertext in version 1: give transit`,
 		"PROBLEM rotations[6] nomount/acme/x: fields: at least one field is required",
 		`expires-at "yesterday": want an RFC 3339 time`,
-		"no KV v2 secrets engine is mounted at nomount/",
+		// This token may do nothing there, so Vault does not say whether
+		// the mount exists.
+		"permission denied: read nomount/metadata/acme/x",
 	} {
 		if want == `field "api_key" holds` {
 			if strings.Contains(out.String(), want) {
@@ -279,23 +281,23 @@ path "transit/keys/%[2]s" { capabilities = ["read"] }
 }
 
 // TestApplyFailsPartWay: Vault refuses the fourth entry's write although
-// the token's capabilities allow it (a policy with required_parameters,
-// which sys/capabilities-self does not see), so the failure shows only at
-// write time. The three entries written are rolled back, the later ones are
+// the token's capabilities allow it (a policy denying the check-and-set
+// "options" parameter, which sys/capabilities-self does not see), so the
+// failure shows only at write time. The three entries written are rolled back, the later ones are
 // never written, the journal records both, and the error says so.
 func TestApplyFailsPartWay(t *testing.T) {
 	testenv.NeedServers(t)
 	ctx := context.Background()
 	pre := testPrefix(t)
 	root := vaultWithToken(t, vlt.RootToken)
-	key := newKey(t, true, nil)
+	key := newKey(t, "", true, nil)
 	paths := seedSets(t, root, pre, key, 6)
 	rel := strings.TrimPrefix(pre, "secret/")
 	tok := tokenWith(t, fmt.Sprintf(`
 path "secret/data/%[1]s/acme/*" { capabilities = ["read", "update"] }
 path "secret/data/%[1]s/acme/e3" {
   capabilities = ["read", "update"]
-  required_parameters = ["change_ticket"]
+  denied_parameters = { "options" = [] }
 }
 path "secret/metadata/%[1]s/acme/*" { capabilities = ["read", "list"] }
 path "transit/encrypt/%[2]s" { capabilities = ["update"] }
@@ -357,7 +359,7 @@ func TestApplyCutThenJournalRollback(t *testing.T) {
 	ctx := context.Background()
 	pre := testPrefix(t)
 	root := vaultWithToken(t, vlt.RootToken)
-	key := newKey(t, true, nil)
+	key := newKey(t, "", true, nil)
 	paths := seedSets(t, root, pre, key, 40)
 	proxy, err := testenv.StartProxy(vlt.HostPort())
 	if err != nil {

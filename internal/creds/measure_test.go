@@ -23,7 +23,7 @@ func TestMeasureLifecycle(t *testing.T) {
 	ctx := context.Background()
 	b := vaultWithToken(t, vlt.RootToken)
 	pre := testPrefix(t)
-	key := newKey(t, true, nil)
+	key := newKey(t, "", true, nil)
 	const n = 1000
 	var paths []string
 	for i := range n {

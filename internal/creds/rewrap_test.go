@@ -15,10 +15,11 @@ import (
 	"github.com/credlet/credlet/internal/testenv"
 )
 
-// newKey creates a Transit key for one test.
-func newKey(t *testing.T, derived bool, extra map[string]any) string {
+// newKey creates a Transit key for one test; suffix tells a test's keys
+// apart.
+func newKey(t *testing.T, suffix string, derived bool, extra map[string]any) string {
 	t.Helper()
-	key := "k-" + strings.ToLower(unsafeChars.ReplaceAllString(t.Name(), "-"))
+	key := "k-" + strings.ToLower(unsafeChars.ReplaceAllString(t.Name(), "-")) + suffix
 	body := map[string]any{"derived": derived}
 	for k, v := range extra {
 		body[k] = v
@@ -82,7 +83,7 @@ func TestRewrap(t *testing.T) {
 	ctx := context.Background()
 	b := vaultWithToken(t, vlt.RootToken)
 	pre := testPrefix(t)
-	key := newKey(t, true, nil)
+	key := newKey(t, "", true, nil)
 	tr := WriteOptions{TransitKey: key, Context: "acme", TransitFields: []string{"api_secret", "token"}}
 	sets := []string{pre + "/acme/zerodha", pre + "/acme/desk/upstox", pre + "/acme/desk/eu/kite"}
 	for i, p := range sets {
@@ -176,8 +177,8 @@ func TestRewrapFailures(t *testing.T) {
 	ctx := context.Background()
 	b := vaultWithToken(t, vlt.RootToken)
 	pre := testPrefix(t)
-	key := newKey(t, true, nil)
-	other := newKey(t, false, map[string]any{"type": "aes256-gcm96"})
+	key := newKey(t, "", true, nil)
+	other := newKey(t, "-other", false, map[string]any{"type": "aes256-gcm96"})
 	tr := WriteOptions{TransitKey: key, Context: "acme"}
 	good := []string{pre + "/a/one", pre + "/a/two"}
 	for _, p := range good {
@@ -237,7 +238,7 @@ func TestKeys(t *testing.T) {
 	testenv.NeedServers(t)
 	ctx := context.Background()
 	b := vaultWithToken(t, vlt.RootToken)
-	good := newKey(t, true, map[string]any{"auto_rotate_period": "720h"})
+	good := newKey(t, "-good", true, map[string]any{"auto_rotate_period": "720h"})
 	rotateKey(t, good)
 
 	var out bytes.Buffer
@@ -261,11 +262,11 @@ func TestKeys(t *testing.T) {
 		t.Errorf("31 days with --max-age 800h: %v", err)
 	}
 
-	off := newKey(t, false, nil)
+	off := newKey(t, "-off", false, nil)
 	err = Keys(ctx, b, off, KeysOptions{}, &out)
 	wantKind(t, err, ErrKeyPolicy, "auto-rotation is off (turn it on: vault write transit/keys/"+off+"/config auto_rotate_period=720h0m0s)")
 
-	slow := newKey(t, false, map[string]any{"auto_rotate_period": "1000h"})
+	slow := newKey(t, "-slow", false, map[string]any{"auto_rotate_period": "1000h"})
 	err = Keys(ctx, b, slow, KeysOptions{}, &out)
 	wantKind(t, err, ErrKeyPolicy, "auto_rotate_period 1000h0m0s is longer than --max-age 720h0m0s")
 

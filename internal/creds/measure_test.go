@@ -43,8 +43,15 @@ func TestMeasureLifecycle(t *testing.T) {
 		t.Fatalf("rewrap: %+v %v", st, err)
 	}
 
+	// Every given field encrypted, as the sets were written.
 	d := newPlanDir(t)
-	plan := rotationPlan(d, key, paths[:100])
+	var sb strings.Builder
+	sb.WriteString("rotations:\n")
+	for i, p := range paths[:100] {
+		fmt.Fprintf(&sb, "  - path: %s\n    transit: %s\n    context: acme\n    fields:\n      api_key: \"@%s\"\n      api_secret: \"@%s\"\n",
+			p, key, d.value(fmt.Sprintf("key-%d", i), "FAKE-new-key"), d.value(fmt.Sprintf("secret-%d", i), "FAKE-new-secret"))
+	}
+	plan := d.plan(sb.String())
 	journal := filepath.Join(d.dir, "j")
 	out.Reset()
 	start = time.Now()

@@ -194,11 +194,11 @@ func newRunFlags(cfg *RunConfig, getenv func(string) string) *flag.FlagSet {
 // line from CREDLET_<NAME> (dashes as underscores). Any problem is one line
 // naming the flag and what is allowed.
 func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
-	if err := fs.Parse(args); err != nil {
+	if err := cliflag.Parse(fs, args, "credlet-agent "+fs.Name()); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usageError("%s", cliflag.Clean(err, "credlet-agent "+fs.Name()))
+		return usageError("%w", err)
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })

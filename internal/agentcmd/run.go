@@ -108,7 +108,7 @@ func Run(ctx context.Context, cfg RunConfig, stdout, stderr io.Writer) error {
 		return err
 	}
 	a.closers = append(a.closers, func() { _ = auditW.Close() })
-	a.audit = audit.New(auditW, audit.WithLogger(log), audit.WithClock(a.clock))
+	a.audit = audit.New(auditW, audit.Options{Logger: log, Clock: a.clock})
 
 	if err := a.build(ctx); err != nil {
 		return err

@@ -1,7 +1,5 @@
 package annotation
 
-import "slices"
-
 // Field is one row of the schema: a key, its default, what it allows, what it
 // means, and the parser that stores its value in the Spec.
 type Field struct {
@@ -163,9 +161,6 @@ var schema = []Field{
 		parse:   parseStatus,
 	},
 }
-
-// Schema returns a copy of the schema table, in documentation order.
-func Schema() []Field { return slices.Clone(schema) }
 
 // Keys returns every key the schema knows, "<name>" standing for a
 // credential set's name.

@@ -13,9 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/credlet/credlet/internal/credspec"
-	"github.com/credlet/credlet/internal/notify"
 	"github.com/credlet/credlet/internal/oneline"
-	"github.com/credlet/credlet/internal/verify"
 )
 
 // errBad is returned by a parser whose value is simply not in the allowed
@@ -119,19 +117,19 @@ func parseVaultAddr(p *state, _, v string) error {
 	return nil
 }
 
-// parseVerifyURL and parseNotify use the agent's own parsers, so the
+// parseVerifyURL and parseNotify use the parsers the agent uses, so the
 // injector accepts exactly what the agent will.
 func parseVerifyURL(p *state, _, v string) error {
-	if _, err := verify.New(v, verify.Options{}); err != nil {
-		return err
+	if _, err := credspec.ParseVerifyURL(v); err != nil {
+		return errors.New(credspec.ProblemOf(err))
 	}
 	p.spec.VerifyURL = v
 	return nil
 }
 
 func parseNotify(p *state, _, v string) error {
-	if _, err := notify.Parse(v); err != nil {
-		return errors.New(strings.TrimPrefix(err.Error(), notify.ErrSpec.Error()+" "))
+	if _, err := credspec.ParseNotify(v); err != nil {
+		return errors.New(credspec.ProblemOf(err))
 	}
 	p.spec.Notify = v
 	return nil

@@ -8,6 +8,8 @@ import (
 	"github.com/credlet/credlet/internal/securemem"
 )
 
+// The lifecycle commands and flags of creds (run.go dispatches them).
+
 // checkCommandFlags refuses flags given to a command they do not apply to.
 func checkCommandFlags(inv Invocation) error {
 	cmd := inv.Command
@@ -85,4 +87,26 @@ func writeWithExpiry(ctx context.Context, b Backend, inv Invocation, path string
 		restoreExpiry(ctx, lb, path, formatExpiry(before))
 	}
 	return res, err
+}
+
+func runRewrap(ctx context.Context, c *call) error {
+	if len(c.args) != 1 {
+		return usage("usage: credlet-agent creds rewrap PREFIX --transit KEY [--context CTX] [--dry-run]")
+	}
+	_, err := Rewrap(ctx, c.b, c.args[0], RewrapOptions{Key: c.inv.Write.TransitKey, Context: c.inv.Write.Context, DryRun: c.inv.DryRun}, c.stdout)
+	return err
+}
+
+func runKeys(ctx context.Context, c *call) error {
+	if len(c.args) != 1 {
+		return usage("usage: credlet-agent creds keys KEY [--max-age 720h]")
+	}
+	return Keys(ctx, c.b, c.args[0], KeysOptions{MaxAge: c.inv.MaxAge, Now: c.inv.Now}, c.stdout)
+}
+
+func runApply(ctx context.Context, c *call) error {
+	if len(c.args) != 1 {
+		return usage("usage: credlet-agent creds apply PLAN [--dry-run] [--journal FILE]")
+	}
+	return Apply(ctx, c.b, c.args[0], ApplyOptions{DryRun: c.inv.DryRun, Journal: c.inv.Journal, Now: c.inv.Now}, c.stdout)
 }

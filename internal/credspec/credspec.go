@@ -43,12 +43,17 @@ var ErrInvalid = errors.New("invalid credential spec")
 // message is "<Kind>: <Text>"; a caller that names the input itself (an
 // annotation key, a flag) shows Text alone (ProblemOf).
 type Problem struct {
-	Kind error // ErrInvalid, ErrVaultAddr
+	Kind error // ErrInvalid, ErrVaultAddr, ErrNotify, ErrVerifyURL
+	Also error // a narrower kind it matches too (ErrNotLoopback), or nil
 	Text string
 }
 
-func (p *Problem) Error() string        { return p.Kind.Error() + ": " + p.Text }
-func (p *Problem) Is(target error) bool { return target == p.Kind }
+func (p *Problem) Error() string { return p.Kind.Error() + ": " + p.Text }
+
+// Is matches Kind and Also.
+func (p *Problem) Is(target error) bool {
+	return target == p.Kind || (p.Also != nil && target == p.Also)
+}
 
 // ProblemOf returns a parse error's text without its kind, or err's
 // message when it is not a *Problem.

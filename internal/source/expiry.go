@@ -66,11 +66,9 @@ func (p *pipeline) setExpiry(t time.Time, err error, republish bool) {
 		p.log.Info("credential expiry changed", "version", p.served, "expires_at", t)
 	}
 	p.expires = t
-	if m := p.o.Metrics; m != nil {
-		v := 0.0
-		if !t.IsZero() {
-			v = float64(t.Unix())
-		}
-		m.CredentialExpiry.WithLabelValues(p.cred.Name).Set(v)
+	v := 0.0
+	if !t.IsZero() {
+		v = float64(t.Unix())
 	}
+	p.o.Metrics.CredentialExpiry.WithLabelValues(p.cred.Name).Set(v)
 }

@@ -38,7 +38,7 @@ type Options struct {
 	MaxBody      int            // largest response body read; default 1 MiB
 	Clock        clock.Clock    // default clock.Real
 	Logger       *slog.Logger   // default: discard
-	Metrics      *metrics.Agent // optional
+	Metrics      *metrics.Agent // nil: a private set nobody reads
 	Audit        *audit.Logger  // optional
 	Verifier     Verifier       // optional: nil publishes without a check
 	Tokens       Tokens         // optional: nil uses the client's token as is
@@ -62,6 +62,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Clock == nil {
 		o.Clock = clock.Real
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New() // a private set nobody reads: components never check for nil
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

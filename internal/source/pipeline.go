@@ -247,12 +247,11 @@ func (p *pipeline) commit(f *Fetched, fields map[string][]byte, now time.Time, s
 	}
 	prev := p.served
 	p.served, p.skip, p.skipErr = ver, 0, nil
-	if m := p.o.Metrics; m != nil {
-		m.Rotations.WithLabelValues(p.cred.Name, metrics.RotationCommitted).Inc()
-		m.CredentialVersion.WithLabelValues(p.cred.Name).Set(float64(ver))
-		if !sameValues { // a rewrap is not a rotation of the credential
-			m.LastRotation.WithLabelValues(p.cred.Name).Set(lastRotation(f.CreatedAt))
-		}
+	m := p.o.Metrics
+	m.Rotations.WithLabelValues(p.cred.Name, metrics.RotationCommitted).Inc()
+	m.CredentialVersion.WithLabelValues(p.cred.Name).Set(float64(ver))
+	if !sameValues { // a rewrap is not a rotation of the credential
+		m.LastRotation.WithLabelValues(p.cred.Name).Set(lastRotation(f.CreatedAt))
 	}
 	p.setExpiry(exp, expErr, false)
 	p.o.Audit.Log(audit.Record{Event: audit.Commit, Credential: p.cred.Name, Version: ver, Result: "ok"})
@@ -276,9 +275,7 @@ func (p *pipeline) Gone(version int, state string) error {
 	err := fmt.Errorf("%w: version %d %s; %s", ErrDeleted, version, state, serving)
 	if p.reported != version {
 		p.reported = version
-		if p.o.Metrics != nil {
-			p.o.Metrics.Rotations.WithLabelValues(p.cred.Name, metrics.RotationFetchFailed).Inc()
-		}
+		p.o.Metrics.Rotations.WithLabelValues(p.cred.Name, metrics.RotationFetchFailed).Inc()
 		p.o.Audit.Log(audit.Record{Event: audit.Fetch, Credential: p.cred.Name, Version: version, Result: "deleted", Detail: state})
 		p.log.Warn("current version unavailable", "version", version, "state", state, "served_version", p.served)
 	}
@@ -309,7 +306,7 @@ func (p *pipeline) CheckFailed(err error) error { return p.fail("", 0, err) }
 // version that would fail the same way again and is not retried.
 func (p *pipeline) fail(result string, repeat int, err error) error {
 	msg := err.Error()
-	if result != "" && p.o.Metrics != nil {
+	if result != "" {
 		p.o.Metrics.Rotations.WithLabelValues(p.cred.Name, result).Inc()
 	}
 	if repeat != 0 {

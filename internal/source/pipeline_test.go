@@ -199,3 +199,26 @@ func TestPipelineWipesWhatItDoesNotCommit(t *testing.T) {
 		t.Errorf("refused version's value not wiped: %q", b)
 	}
 }
+
+// TestPipelineWithoutMetrics: Options without Metrics record into a
+// private set; nothing checks for nil.
+func TestPipelineWithoutMetrics(t *testing.T) {
+	cred, _ := credspec.Parse("feed=secret/x/feed")
+	st, err := store.New([]store.Declared{{Name: "feed"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	o := Options{}.withDefaults()
+	if o.Metrics == nil {
+		t.Fatal("withDefaults left Metrics nil")
+	}
+	p := newPipeline(cred, st, o, "test")
+	if err := p.Publish(context.Background(), fetched(1, time.Now(), "k", "FAKE-v"), nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Gone(2, "destroyed")
+	if read(o.Metrics.Rotations.WithLabelValues("feed", metrics.RotationCommitted)) != 1 {
+		t.Fatal("the private set did not record the commit")
+	}
+}

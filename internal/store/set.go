@@ -19,13 +19,14 @@ type Set struct {
 	createdAt time.Time // when Vault created this version
 	fetchedAt time.Time // when the agent read it
 	expiresAt time.Time // zero: does not expire
-	// valuesVersion is the version that introduced these values: version,
-	// unless the values equal the version before's (a Transit rewrap).
-	valuesVersion int
 	names     []string  // sorted
 	keys      []string  // names[i] JSON-encoded with its colon: "name":
 	offs      []int     // names[i]'s value is buf[offs[i]:offs[i+1]]
 	buf       *securemem.Buffer
+
+	// valuesVersion is the version that introduced these values: version,
+	// unless the values equal the version before's (a Transit rewrap).
+	valuesVersion int
 
 	// rendered is the one rendering of this version readers share
 	// (Rendered): locked memory, wiped and freed with buf.

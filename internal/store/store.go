@@ -170,13 +170,14 @@ type Status struct {
 	Name      string
 	Optional  bool
 	Version   int       // 0 when never committed
-	// ValuesVersion is the version that introduced the served values
-	// (Set.ValuesVersion); 0 when never committed.
-	ValuesVersion int
 	CreatedAt time.Time // of the served version
 	FetchedAt time.Time // of the served version
 	CheckedAt time.Time // last successful check against the source
 	LastError string    // last failure since then; empty when healthy
+
+	// ValuesVersion is the version that introduced the served values
+	// (Set.ValuesVersion); 0 when never committed.
+	ValuesVersion int
 }
 
 // MarkChecked records a successful check that found no new version.

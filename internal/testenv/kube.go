@@ -41,15 +41,7 @@ type Kube struct {
 type KubeOption func(*kubeOptions)
 
 type kubeOptions struct {
-	apiServerArgs [][]string // name, values...
-	webhooks      *envtest.WebhookInstallOptions
-	env           []func(*envtest.Environment)
-}
-
-// WithAPIServerArg sets a kube-apiserver flag (without the leading --),
-// replacing envtest's default for it.
-func WithAPIServerArg(name string, values ...string) KubeOption {
-	return func(o *kubeOptions) { o.apiServerArgs = append(o.apiServerArgs, append([]string{name}, values...)) }
+	webhooks *envtest.WebhookInstallOptions
 }
 
 // WithWebhooks has envtest install these admission webhook configurations
@@ -64,12 +56,6 @@ func WithWebhooks(w envtest.WebhookInstallOptions) KubeOption {
 		w.LocalServingHost = "127.0.0.1"
 	}
 	return func(o *kubeOptions) { o.webhooks = &w }
-}
-
-// WithEnvironment edits the envtest.Environment after StartKube has filled
-// it in and before it starts: the escape hatch for anything else.
-func WithEnvironment(f func(*envtest.Environment)) KubeOption {
-	return func(o *kubeOptions) { o.env = append(o.env, f) }
 }
 
 // StartKube starts etcd and kube-apiserver on free 127.0.0.1 ports through
@@ -203,14 +189,8 @@ func (k *Kube) newEnvironment(apiserverBin, etcdBin string, o *kubeOptions) (*en
 	api.SecureServing.ListenAddr = envtest.ListenAddr{Address: "127.0.0.1", Port: ports[2]}
 	api.Out = logs[BinKubeAPIServer]
 	api.Err = logs[BinKubeAPIServer]
-	for _, a := range o.apiServerArgs {
-		api.Configure().Set(a[0], a[1:]...)
-	}
 	if o.webhooks != nil {
 		env.WebhookInstallOptions = *o.webhooks
-	}
-	for _, f := range o.env {
-		f(env)
 	}
 	return env, nil
 }

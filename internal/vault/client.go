@@ -22,7 +22,7 @@ type ClientConfig struct {
 	CACertFile string         // PEM bundle to trust; empty: $VAULT_CACERT, else the system roots
 	Timeout    time.Duration  // per request, including reading the response; 0: DefaultTimeout
 	MaxRetries int            // retries inside the client (5xx, 429); 0: none, the caller's loops retry
-	Metrics    *metrics.Agent // optional: feeds VaultRequestDuration{op}
+	Metrics    *metrics.Agent // feeds VaultRequestDuration{op}; nil: a private set nobody reads
 	Observer   Observer       // optional: called after every request (tests count requests with it)
 }
 
@@ -85,7 +85,11 @@ func NewClient(cfg ClientConfig) (*api.Client, error) {
 	// Plain bodies: a gzip reader would keep plaintext in its window.
 	base.DisableCompression = true
 	base.ResponseHeaderTimeout = timeout
-	conf.HttpClient.Transport = &transport{base: base, metrics: cfg.Metrics, observer: cfg.Observer}
+	m := cfg.Metrics
+	if m == nil {
+		m = metrics.New() // a private set nobody reads: the transport never checks for nil
+	}
+	conf.HttpClient.Transport = &transport{base: base, metrics: m, observer: cfg.Observer}
 
 	c, err := api.NewClient(conf)
 	if err != nil {

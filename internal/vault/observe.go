@@ -86,9 +86,7 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(r)
 	d := time.Since(start)
 	op := OpOf(r)
-	if t.metrics != nil {
-		t.metrics.VaultRequestDuration.WithLabelValues(op).Observe(d.Seconds())
-	}
+	t.metrics.VaultRequestDuration.WithLabelValues(op).Observe(d.Seconds())
 	if t.observer != nil {
 		status := 0
 		if resp != nil {

@@ -143,11 +143,7 @@ func (c *Client) Encrypt(ctx context.Context, key, keyContext string, plaintexts
 	for i, p := range plaintexts {
 		in[i].Plaintext = p
 	}
-	results, err := c.batch(ctx, vault.OpTransitEncrypt, "encrypt", key, keyContext, in)
-	if err != nil {
-		return nil, err
-	}
-	return ciphertexts(vault.OpTransitEncrypt, results)
+	return c.ciphertexts(ctx, vault.OpTransitEncrypt, "encrypt", key, keyContext, in)
 }
 
 // Rewrap re-encrypts every ciphertext under the key's latest version
@@ -157,14 +153,16 @@ func (c *Client) Rewrap(ctx context.Context, key, keyContext string, cts []strin
 	for i, ct := range cts {
 		in[i].Ciphertext = ct
 	}
-	results, err := c.batch(ctx, vault.OpTransitRewrap, "rewrap", key, keyContext, in)
+	return c.ciphertexts(ctx, vault.OpTransitRewrap, "rewrap", key, keyContext, in)
+}
+
+// ciphertexts runs a batch whose results are ciphertexts and returns them,
+// in order.
+func (c *Client) ciphertexts(ctx context.Context, op, verb, key, keyContext string, in []item) ([]string, error) {
+	results, err := c.batch(ctx, op, verb, key, keyContext, in)
 	if err != nil {
 		return nil, err
 	}
-	return ciphertexts(vault.OpTransitRewrap, results)
-}
-
-func ciphertexts(op string, results []item) ([]string, error) {
 	out := make([]string, len(results))
 	for i, r := range results {
 		if !IsCiphertext([]byte(r.Ciphertext)) {

@@ -5,9 +5,10 @@
 path "@KV_MOUNT@/data/partners/*" {
   capabilities = ["create", "update", "read"]
 }
-# update: custom metadata (creds put|rotate --expires-at, expires-at in a plan).
+# create, update: custom metadata (creds put|rotate --expires-at, expires-at in a
+# plan; put --expires-at writes it before the set exists).
 path "@KV_MOUNT@/metadata/partners/*" {
-  capabilities = ["read", "list", "update"]
+  capabilities = ["create", "read", "list", "update"]
 }
 path "@KV_MOUNT@/delete/partners/*" {
   capabilities = ["update"]

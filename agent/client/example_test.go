@@ -34,8 +34,14 @@ func Example() {
 		log.Printf("falling back to version %d", old.Version)
 	}
 
-	// Each new version, within milliseconds of its commit, until ctx ends.
-	for cred := range c.Watch(context.Background(), "zerodha") {
+	// Each new version, within milliseconds of its commit, until ctx ends
+	// or an error that retrying cannot cure (then the loop ends too).
+	onError := client.OnError(func(err error) {
+		if errors.Is(err, client.ErrWatchStopped) {
+			log.Printf("no more updates: %v", err)
+		}
+	})
+	for cred := range c.Watch(context.Background(), "zerodha", onError) {
 		log.Printf("rotated to version %d", cred.Version)
 	}
 }

@@ -241,19 +241,21 @@ func (p *pipeline) commit(f *Fetched, fields map[string][]byte, now time.Time, s
 	ver := f.Version
 	exp, expErr := expiry(f.Metadata, f.ExpiresAt)
 	sm := store.Meta{Version: ver, CreatedAt: f.CreatedAt, FetchedAt: now, ExpiresAt: exp}
-	if err := p.st.Commit(p.cred.Name, sm, fields); err != nil { // wipes fields
+	counted := func() { // before readers can see the version
+		m := p.o.Metrics
+		m.Rotations.WithLabelValues(p.cred.Name, metrics.RotationCommitted).Inc()
+		m.CredentialVersion.WithLabelValues(p.cred.Name).Set(float64(ver))
+		if !sameValues { // a rewrap is not a rotation of the credential
+			m.LastRotation.WithLabelValues(p.cred.Name).Set(lastRotation(f.CreatedAt))
+		}
+		p.setExpiry(exp, expErr, false)
+	}
+	if err := p.st.CommitWith(p.cred.Name, sm, fields, counted); err != nil { // wipes fields
 		p.o.Audit.Log(audit.Record{Event: audit.Commit, Credential: p.cred.Name, Version: ver, Result: "error", Detail: err.Error()})
 		return p.fail("", 0, fmt.Errorf("version %d: %w", ver, err))
 	}
 	prev := p.served
 	p.served, p.skip, p.skipErr = ver, 0, nil
-	m := p.o.Metrics
-	m.Rotations.WithLabelValues(p.cred.Name, metrics.RotationCommitted).Inc()
-	m.CredentialVersion.WithLabelValues(p.cred.Name).Set(float64(ver))
-	if !sameValues { // a rewrap is not a rotation of the credential
-		m.LastRotation.WithLabelValues(p.cred.Name).Set(lastRotation(f.CreatedAt))
-	}
-	p.setExpiry(exp, expErr, false)
 	p.o.Audit.Log(audit.Record{Event: audit.Commit, Credential: p.cred.Name, Version: ver, Result: "ok"})
 	p.ok()
 	p.log.Info("credential committed", "version", ver, "previous_version", prev, "created_at", f.CreatedAt, "same_values", sameValues)

@@ -24,11 +24,12 @@ const credentialsPrefix = "/v1/credentials/"
 
 // request is a parsed API request.
 type request struct {
-	route   route
-	name    string        // routeGet
-	wait    bool          // long poll
-	version int           // wait=VERSION: answer once the current version differs
-	timeout time.Duration // of the long poll, capped at maxWait
+	route    route
+	name     string        // routeGet
+	previous bool          // version=previous: the rollback pointer, not the current version
+	wait     bool          // long poll
+	version  int           // wait=VERSION: answer once the current version differs
+	timeout  time.Duration // of the long poll, capped at maxWait
 }
 
 // apiError is an error answer: status, code and a one-line message.
@@ -95,6 +96,14 @@ func parseRequest(path, rawQuery string, maxWait time.Duration) (request, *apiEr
 				return r, badRequest("wait=%q: want the version you have, an integer >= 0", oneline.Clip(v, maxQuoted))
 			}
 			r.wait, r.version = true, n
+		case "version":
+			if r.previous {
+				return r, badRequest("version given twice")
+			}
+			if v != "previous" {
+				return r, badRequest("version=%q: allowed previous (the version before the current one)", oneline.Clip(v, maxQuoted))
+			}
+			r.previous = true
 		case "timeout":
 			if haveTimeout {
 				return r, badRequest("timeout given twice")
@@ -105,8 +114,11 @@ func parseRequest(path, rawQuery string, maxWait time.Duration) (request, *apiEr
 			}
 			haveTimeout, r.timeout = true, min(d, maxWait)
 		default:
-			return r, badRequest("unknown query parameter %q; allowed: wait, timeout", oneline.Clip(k, maxQuoted))
+			return r, badRequest("unknown query parameter %q; allowed: wait, timeout, version", oneline.Clip(k, maxQuoted))
 		}
+	}
+	if r.previous && r.wait {
+		return r, badRequest("version=previous cannot be combined with wait: the previous version does not change until the next rotation")
 	}
 	if haveTimeout && !r.wait {
 		return r, badRequest("timeout needs wait=VERSION")

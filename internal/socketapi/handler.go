@@ -108,7 +108,9 @@ func (s *Server) get(ctx context.Context, req *httpRequest, pr request, p peer) 
 	if pr.previous {
 		// A fall-back to the rollback pointer is rare and worth seeing:
 		// every one is its own record, not folded into the read summary.
-		s.audit.Log(audit.Record{Event: audit.Read, Credential: set.Name(), Version: set.Version(), Peer: &p.Peer,
+		// The record points at a copy, so only this branch allocates it.
+		peer := p.Peer
+		s.audit.Log(audit.Record{Event: audit.Read, Credential: set.Name(), Version: set.Version(), Peer: &peer,
 			Result: "ok", Detail: "previous version"})
 	} else {
 		s.audit.ObserveRead(p.Peer, set.Name(), set.Version())

@@ -35,10 +35,10 @@ type conn struct {
 // connReader feeds the bufio.Reader: a byte read by the long-poll watcher
 // first, then the connection.
 //
-// (Tried and dropped: skipping the read that fails with EAGAIN after each
-// answer by waiting on the poller first through syscall.RawConn. RawConn's
-// Read resets the poller's readiness before it waits, so a request that
-// arrived in between was not seen until the idle deadline.)
+// It reads the connection directly, taking the read that fails with EAGAIN
+// after each answer, rather than waiting on the poller first through
+// syscall.RawConn: RawConn's Read resets the poller's readiness before it
+// waits, so a request arriving in between would wait for the idle deadline.
 type connReader struct {
 	nc      net.Conn
 	pending []byte

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/credlet/credlet/internal/audit"
+	"github.com/credlet/credlet/internal/oneline"
 	"github.com/credlet/credlet/internal/securemem"
 	"github.com/credlet/credlet/internal/store"
 )
@@ -38,7 +39,7 @@ func (s *Server) handle(ctx context.Context, req *httpRequest, p peer) response 
 	}
 	if req.method != http.MethodGet && req.method != http.MethodHead {
 		r := s.fail(&apiError{http.StatusMethodNotAllowed, "method_not_allowed",
-			fmt.Sprintf("method %s: only GET and HEAD are allowed", clip(req.method))})
+			fmt.Sprintf("method %s: only GET and HEAD are allowed", oneline.Clip(req.method, maxQuoted))})
 		r.allow = true
 		return r
 	}
@@ -107,7 +108,9 @@ func (s *Server) get(ctx context.Context, req *httpRequest, pr request, p peer) 
 	if pr.previous {
 		// A fall-back to the rollback pointer is rare and worth seeing:
 		// every one is its own record, not folded into the read summary.
-		s.audit.Log(audit.Record{Event: audit.Read, Credential: set.Name(), Version: set.Version(), Peer: &p.Peer,
+		// The record points at a copy, so only this branch allocates it.
+		peer := p.Peer
+		s.audit.Log(audit.Record{Event: audit.Read, Credential: set.Name(), Version: set.Version(), Peer: &peer,
 			Result: "ok", Detail: "previous version"})
 	} else {
 		s.audit.ObserveRead(p.Peer, set.Name(), set.Version())
@@ -317,10 +320,8 @@ func jsonResponse(status int, v any) response {
 	return response{status: status, json: true, body: append(body, '\n')}
 }
 
+// count adds one to the requests answered with status.
 func (s *Server) count(status int) {
-	if s.m == nil {
-		return
-	}
 	if c, ok := s.codes[status]; ok {
 		c.Inc()
 		return

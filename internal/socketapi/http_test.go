@@ -2,6 +2,7 @@ package socketapi
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -163,5 +164,23 @@ func TestLongPollHangUp(t *testing.T) {
 		if n := counterValue(t, e.metrics.SocketRequests.WithLabelValues(code)); n != 0 {
 			t.Errorf("%v answers with code %s to a client that hung up", n, code)
 		}
+	}
+}
+
+// TestErrorQuotesWholeRunes: a long path in an error message is cut to
+// maxQuoted bytes on a rune boundary, so the quoted input never shows a
+// split UTF-8 sequence as \x escapes.
+func TestErrorQuotesWholeRunes(t *testing.T) {
+	path := "/x" + strings.Repeat("€", 100)
+	_, err := parseRequest(path, "", time.Minute)
+	if err == nil {
+		t.Fatalf("parseRequest(%q) = nil error, want not_found", path)
+	}
+	want := fmt.Sprintf("no endpoint %q;", "/x"+strings.Repeat("€", 19)+"...")
+	if !strings.HasPrefix(err.message, want) {
+		t.Errorf("message = %q, want it to start %q", err.message, want)
+	}
+	if strings.Contains(err.message, `\x`) {
+		t.Errorf("message %q quotes a split rune", err.message)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/url"
 	"strings"
+
+	"github.com/credlet/credlet/internal/oneline"
 )
 
 // A strict HTTP/1.1 request reader for the few requests this API serves.
@@ -45,18 +47,27 @@ func badHead(format string, args ...any) error {
 	return &errBadRequest{fmt.Sprintf(format, args...)}
 }
 
-// readRequest reads one request head. io.EOF before the first byte means
-// the client closed the connection between requests.
+// readRequest reads one request head: the request line, then the header
+// fields. io.EOF before the first byte means the client closed the
+// connection between requests.
 func readRequest(r *bufio.Reader, req *httpRequest) error {
 	*req = httpRequest{}
 	budget := maxHeaderBytes
-	line, err := readLine(r, &budget)
+	if err := readRequestLine(r, &budget, req); err != nil {
+		return err
+	}
+	return readHeaders(r, &budget, req)
+}
+
+// readRequestLine reads and parses "METHOD target PROTO", tolerating one
+// empty line before it (RFC 9112 2.2).
+func readRequestLine(r *bufio.Reader, budget *int, req *httpRequest) error {
+	line, err := readLine(r, budget)
 	if err != nil {
 		return err
 	}
-	// Tolerate one empty line before a request (RFC 9112 2.2).
 	if len(line) == 0 {
-		if line, err = readLine(r, &budget); err != nil {
+		if line, err = readLine(r, budget); err != nil {
 			return err
 		}
 	}
@@ -70,9 +81,15 @@ func readRequest(r *bufio.Reader, req *httpRequest) error {
 	case "HTTP/1.0":
 		req.http10, req.close = true, true
 	default:
-		return badHead("unsupported protocol %q: HTTP/1.1 or HTTP/1.0", clip(string(proto)))
+		return badHead("unsupported protocol %q: HTTP/1.1 or HTTP/1.0", oneline.Clip(string(proto), maxQuoted))
 	}
 	req.method = method2string(method)
+	return parseTarget(target, req)
+}
+
+// parseTarget sets req's path (percent-decoded, refusing %2F) and raw query
+// from an origin-form target.
+func parseTarget(target []byte, req *httpRequest) error {
 	if len(target) == 0 || target[0] != '/' {
 		return badHead("request target must be a path such as /v1/credentials")
 	}
@@ -90,10 +107,16 @@ func readRequest(r *bufio.Reader, req *httpRequest) error {
 		req.path = string(path)
 	}
 	req.rawQuery = string(query)
+	return nil
+}
+
+// readHeaders reads the header fields up to the empty line, recording in
+// req the ones the API looks at, and checks the Host field count.
+func readHeaders(r *bufio.Reader, budget *int, req *httpRequest) error {
 	var inm []string
 	hosts := 0
 	for n := 0; ; n++ {
-		line, err := readLine(r, &budget)
+		line, err := readLine(r, budget)
 		if err != nil {
 			return err
 		}
@@ -119,16 +142,7 @@ func readRequest(r *bufio.Reader, req *httpRequest) error {
 		case equalFold(name, "transfer-encoding"):
 			req.hasBody = true
 		case equalFold(name, "connection"):
-			for tok := range strings.SplitSeq(string(value), ",") {
-				switch strings.ToLower(strings.TrimSpace(tok)) {
-				case "close":
-					req.close = true
-				case "keep-alive":
-					if req.http10 {
-						req.close = false
-					}
-				}
-			}
+			connectionField(value, req)
 		case equalFold(name, "origin"), equalFold(name, "referer"):
 			req.origin = true
 		case equalFold(name, "if-none-match"):
@@ -145,6 +159,21 @@ func readRequest(r *bufio.Reader, req *httpRequest) error {
 	}
 	req.ifNoneMatch = strings.Join(inm, ",")
 	return nil
+}
+
+// connectionField applies a Connection field's close and keep-alive
+// options.
+func connectionField(value []byte, req *httpRequest) {
+	for tok := range strings.SplitSeq(string(value), ",") {
+		switch strings.ToLower(strings.TrimSpace(tok)) {
+		case "close":
+			req.close = true
+		case "keep-alive":
+			if req.http10 {
+				req.close = false
+			}
+		}
+	}
 }
 
 var errHeadTooLong = errors.New("request head too long")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/credlet/credlet/internal/credspec"
+	"github.com/credlet/credlet/internal/oneline"
 )
 
 type route int
@@ -44,6 +45,10 @@ func badRequest(format string, args ...any) *apiError {
 	return &apiError{http.StatusBadRequest, "bad_request", fmt.Sprintf(format, args...)}
 }
 
+// maxQuoted bounds the client input an error message quotes, so hostile
+// input never makes a long error line.
+const maxQuoted = 64
+
 const endpoints = "/v1/credentials, /v1/credentials/{name}, /v1/health"
 
 // parseRequest parses the path and raw query of a GET or HEAD request.
@@ -58,10 +63,10 @@ func parseRequest(path, rawQuery string, maxWait time.Duration) (request, *apiEr
 		r.route = routeGet
 		r.name = path[len(credentialsPrefix):]
 		if err := credspec.ValidateName(r.name); err != nil {
-			return r, badRequest("credential name %q: allowed lower-case letters, digits, '-', '_', 1-63 characters", clip(r.name))
+			return r, badRequest("credential name %q: allowed lower-case letters, digits, '-', '_', 1-63 characters", oneline.Clip(r.name, maxQuoted))
 		}
 	default:
-		return r, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %q; endpoints: %s", clip(path), endpoints)}
+		return r, &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %q; endpoints: %s", oneline.Clip(path, maxQuoted), endpoints)}
 	}
 	if rawQuery == "" {
 		return r, nil
@@ -79,7 +84,7 @@ func parseRequest(path, rawQuery string, maxWait time.Duration) (request, *apiEr
 		k, v, _ := strings.Cut(kv, "=")
 		v, err := url.QueryUnescape(v)
 		if err != nil {
-			return r, badRequest("query parameter %q: bad escaping", clip(k))
+			return r, badRequest("query parameter %q: bad escaping", oneline.Clip(k, maxQuoted))
 		}
 		switch k {
 		case "wait":
@@ -88,7 +93,7 @@ func parseRequest(path, rawQuery string, maxWait time.Duration) (request, *apiEr
 			}
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
-				return r, badRequest("wait=%q: want the version you have, an integer >= 0", clip(v))
+				return r, badRequest("wait=%q: want the version you have, an integer >= 0", oneline.Clip(v, maxQuoted))
 			}
 			r.wait, r.version = true, n
 		case "version":
@@ -96,7 +101,7 @@ func parseRequest(path, rawQuery string, maxWait time.Duration) (request, *apiEr
 				return r, badRequest("version given twice")
 			}
 			if v != "previous" {
-				return r, badRequest("version=%q: allowed previous (the version before the current one)", clip(v))
+				return r, badRequest("version=%q: allowed previous (the version before the current one)", oneline.Clip(v, maxQuoted))
 			}
 			r.previous = true
 		case "timeout":
@@ -105,11 +110,11 @@ func parseRequest(path, rawQuery string, maxWait time.Duration) (request, *apiEr
 			}
 			d, err := parseTimeout(v)
 			if err != nil {
-				return r, badRequest("timeout=%q: want a positive duration such as 30s or 5m, or whole seconds (max %s)", clip(v), maxWait)
+				return r, badRequest("timeout=%q: want a positive duration such as 30s or 5m, or whole seconds (max %s)", oneline.Clip(v, maxQuoted), maxWait)
 			}
 			haveTimeout, r.timeout = true, min(d, maxWait)
 		default:
-			return r, badRequest("unknown query parameter %q; allowed: wait, timeout, version", clip(k))
+			return r, badRequest("unknown query parameter %q; allowed: wait, timeout, version", oneline.Clip(k, maxQuoted))
 		}
 	}
 	if r.previous && r.wait {
@@ -137,13 +142,4 @@ func parseTimeout(v string) (time.Duration, error) {
 		return 0, fmt.Errorf("not a positive duration")
 	}
 	return d, nil
-}
-
-// clip keeps hostile input from making long error lines; callers quote it
-// with %q.
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:61] + "..."
-	}
-	return s
 }

@@ -57,13 +57,13 @@ const (
 
 // Options configure a Server.
 type Options struct {
-	Path      string   // socket path (≤ 107 bytes)
-	AllowUIDs []uint32 // peers allowed by UID
-	AllowGIDs []uint32 // peers allowed by primary GID
-	Logger    *slog.Logger
-	Metrics   *metrics.Agent // nil: no metrics
+	Path      string         // socket path (≤ 107 bytes)
+	AllowUIDs []uint32       // peers allowed by UID
+	AllowGIDs []uint32       // peers allowed by primary GID
+	Logger    *slog.Logger   // default: discard
+	Metrics   *metrics.Agent // nil: a private set nobody reads
 	Audit     *audit.Logger  // nil: no audit records
-	Clock     clock.Clock    // long-poll timeouts; nil: clock.Real
+	Clock     clock.Clock    // long-poll timeouts; default clock.Real
 	MaxWait   time.Duration  // cap on a long poll's timeout; 0: 5m
 
 	MaxConns       int // connections served at once; 0: DefaultMaxConns
@@ -90,6 +90,28 @@ type Server struct {
 	denials                       denyLog
 }
 
+// withDefaults fills the zero options; AllowUIDs and AllowGIDs both empty
+// become the agent's own UID.
+func (o Options) withDefaults() Options {
+	if len(o.AllowUIDs) == 0 && len(o.AllowGIDs) == 0 {
+		o.AllowUIDs = []uint32{uint32(os.Getuid())}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New() // a private set nobody reads: the server never checks for nil
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real
+	}
+	o.MaxWait = cmp.Or(o.MaxWait, DefaultMaxWait)
+	o.MaxConns = cmp.Or(o.MaxConns, DefaultMaxConns)
+	o.MaxConnsPerUID = cmp.Or(o.MaxConnsPerUID, DefaultMaxConnsPerUID)
+	o.MaxLongPolls = cmp.Or(o.MaxLongPolls, DefaultMaxLongPolls)
+	return o
+}
+
 // New checks the options and returns a Server. Run creates the socket. With
 // neither AllowUIDs nor AllowGIDs, only the agent's own UID may read.
 func New(st *store.Store, opts Options) (*Server, error) {
@@ -108,29 +130,15 @@ func New(st *store.Store, opts Options) (*Server, error) {
 	if opts.MaxConns < 0 || opts.MaxConnsPerUID < 0 || opts.MaxLongPolls < 0 {
 		return nil, fmt.Errorf("connection caps %d, %d per uid, %d long polls: must be positive", opts.MaxConns, opts.MaxConnsPerUID, opts.MaxLongPolls)
 	}
+	o := opts.withDefaults()
 	s := &Server{
-		st: st, path: opts.Path, allowUIDs: opts.AllowUIDs, allowGIDs: opts.AllowGIDs,
-		log: opts.Logger, m: opts.Metrics, audit: opts.Audit, clock: opts.Clock, maxWait: opts.MaxWait,
-		maxConns: cmp.Or(opts.MaxConns, DefaultMaxConns), maxPerUID: cmp.Or(opts.MaxConnsPerUID, DefaultMaxConnsPerUID),
-		maxPolls: cmp.Or(opts.MaxLongPolls, DefaultMaxLongPolls),
+		st: st, path: o.Path, allowUIDs: o.AllowUIDs, allowGIDs: o.AllowGIDs,
+		log: o.Logger, m: o.Metrics, audit: o.Audit, clock: o.Clock, maxWait: o.MaxWait,
+		maxConns: o.MaxConns, maxPerUID: o.MaxConnsPerUID, maxPolls: o.MaxLongPolls,
+		codes: map[int]prometheus.Counter{},
 	}
-	if len(s.allowUIDs) == 0 && len(s.allowGIDs) == 0 {
-		s.allowUIDs = []uint32{uint32(os.Getuid())}
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
-	if s.clock == nil {
-		s.clock = clock.Real
-	}
-	if s.maxWait == 0 {
-		s.maxWait = DefaultMaxWait
-	}
-	if s.m != nil {
-		s.codes = map[int]prometheus.Counter{}
-		for _, c := range []int{200, 304, 400, 403, 404, 405, 431, 503} {
-			s.codes[c] = s.m.SocketRequests.WithLabelValues(strconv.Itoa(c))
-		}
+	for _, c := range []int{200, 304, 400, 403, 404, 405, 431, 503} {
+		s.codes[c] = s.m.SocketRequests.WithLabelValues(strconv.Itoa(c))
 	}
 	return s, nil
 }
@@ -147,26 +155,32 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.removeSocket(created)
 	s.log.Info("socket listening", "path", s.path, "allow_uids", s.allowUIDs, "allow_gids", s.allowGIDs,
 		"max_conns", s.maxConns, "max_conns_per_uid", s.maxPerUID, "max_long_polls", s.maxPolls)
+	err = s.serve(ctx, ln)
+	s.denials.flush(s.log, s.clock.Now())
+	if err != nil {
+		return err
+	}
+	s.log.Info("socket closed", "path", s.path)
+	return nil
+}
 
+// serve accepts and serves connections on ln until ctx ends or accepting
+// fails for good; then it closes ln and shuts the open connections down.
+func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 	conns := &connSet{perUID: map[uint32]int{}, all: map[*conn]struct{}{}}
 	// Connections end with ctx, or when accepting fails for good.
 	cctx, stopConns := context.WithCancel(ctx)
 	defer stopConns()
 	acceptErr := make(chan error, 1)
 	go func() { acceptErr <- s.accept(cctx, ln, conns) }()
-	runErr, acceptDone := s.waitStop(ctx, acceptErr)
+	err, acceptDone := s.waitStop(ctx, acceptErr)
 	stopConns()
 	_ = ln.Close()
 	if !acceptDone {
 		<-acceptErr
 	}
 	conns.shutdown()
-	s.denials.flush(s.log, s.clock.Now())
-	if runErr != nil {
-		return runErr
-	}
-	s.log.Info("socket closed", "path", s.path)
-	return nil
+	return err
 }
 
 // waitStop waits for ctx to end or accepting to stop, logging repeated
@@ -192,10 +206,8 @@ func (s *Server) waitStop(ctx context.Context, acceptErr <-chan error) (err erro
 }
 
 // accept accepts connections until ctx ends or accepting fails for good.
-// Each peer is checked at once: a refused one, or one past the caps, is
-// turned away and never gets a connection's buffers. Out of descriptors
-// (or another temporary failure) it backs off, up to a second, while ctx
-// lasts.
+// Out of descriptors (or another temporary failure) it backs off, up to a
+// second, while ctx lasts.
 func (s *Server) accept(ctx context.Context, ln net.Listener, conns *connSet) error {
 	var delay time.Duration
 	for {
@@ -204,35 +216,48 @@ func (s *Server) accept(ctx context.Context, ln net.Listener, conns *connSet) er
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("socket accept", "error", err.Error(), "retry_in", delay.String())
-				if !sleepCtx(ctx, delay) {
-					return nil
-				}
-				continue
+			if !temporary(err) {
+				return err
 			}
-			return err
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("socket accept", "error", err.Error(), "retry_in", delay.String())
+			if !sleepCtx(ctx, delay) {
+				return nil
+			}
+			continue
 		}
 		delay = 0
-		p := s.peerOf(nc)
-		if !p.allowed {
-			s.refused(p)
-			s.turnAway(nc, p, conns)
-			continue
-		}
-		if !conns.admit(p.UID, s.maxConns, s.maxPerUID) {
-			s.turnAway(nc, p, conns)
-			continue
-		}
-		c := s.newConn(nc, p)
-		conns.add(c)
-		go func() {
-			defer conns.done(c)
-			c.serve(ctx)
-		}()
+		s.take(ctx, nc, conns)
 	}
+}
+
+// temporary reports whether an accept error may pass: a timeout, or the
+// process or system out of file descriptors.
+func temporary(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
+
+// take checks a new connection's peer at once: a refused one, or one past
+// the caps, is turned away and never gets a connection's buffers; the
+// others are served on a goroutine of their own until ctx ends.
+func (s *Server) take(ctx context.Context, nc net.Conn, conns *connSet) {
+	p := s.peerOf(nc)
+	if !p.allowed {
+		s.refused(p)
+		s.turnAway(nc, p, conns)
+		return
+	}
+	if !conns.admit(p.UID, s.maxConns, s.maxPerUID) {
+		s.turnAway(nc, p, conns)
+		return
+	}
+	c := s.newConn(nc, p)
+	conns.add(c)
+	go func() {
+		defer conns.done(c)
+		c.serve(ctx)
+	}()
 }
 
 // sleepCtx waits d or until ctx ends; it reports whether d passed.

@@ -28,9 +28,7 @@ const turnAwayBuffer = 1 << 10
 // refused counts and logs a refused connection (the log line is
 // summarised per peer, see denyLog).
 func (s *Server) refused(p peer) {
-	if s.m != nil {
-		s.m.SocketDenied.Inc()
-	}
+	s.m.SocketDenied.Inc()
 	if s.denials.note(p, s.clock.Now()) {
 		s.log.Warn("socket peer not allowed", "peer_uid", p.UID, "peer_gid", p.GID, "peer_pid", p.PID,
 			"peer_known", p.known, "repeats", "summarised every "+denySummaryInterval.String())

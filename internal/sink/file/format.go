@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/credlet/credlet/internal/credspec"
+	"github.com/credlet/credlet/internal/oneline"
 	"github.com/credlet/credlet/internal/securemem"
 	"github.com/credlet/credlet/internal/store"
 )
@@ -20,6 +21,9 @@ const (
 	envFile     = "credentials.env"
 )
 
+// maxQuoted bounds the field name an error message quotes.
+const maxQuoted = 64
+
 // ErrFieldName is wrapped when a field cannot be delivered under its name.
 var ErrFieldName = errors.New("field cannot be delivered under its name")
 
@@ -29,7 +33,7 @@ var fileNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$`)
 func checkFileName(field string) error {
 	if !fileNameRE.MatchString(field) || field == versionFile {
 		return fmt.Errorf("%w: %q: format=files allows letters, digits, '.', '_', '-', not starting with '.', 1-255, and not %s; use format=json or format=env",
-			ErrFieldName, clip(field), versionFile)
+			ErrFieldName, oneline.Clip(field, maxQuoted), versionFile)
 	}
 	return nil
 }
@@ -136,11 +140,11 @@ func encodeEnv(set *store.Set) (buf *securemem.Buffer, data []byte, err error) {
 		}
 		k := EnvKey(name)
 		if other, dup := seen[k]; dup {
-			err = fmt.Errorf("%w: fields %q and %q both become %s in format=env", ErrFieldName, clip(other), clip(name), k)
+			err = fmt.Errorf("%w: fields %q and %q both become %s in format=env", ErrFieldName, oneline.Clip(other, maxQuoted), oneline.Clip(name, maxQuoted), k)
 			return
 		}
 		if bytes.IndexByte(value, 0) >= 0 {
-			err = fmt.Errorf("field %q holds a NUL byte, which an environment variable cannot; use format=files or json", clip(name))
+			err = fmt.Errorf("field %q holds a NUL byte, which an environment variable cannot; use format=files or json", oneline.Clip(name, maxQuoted))
 			return
 		}
 		seen[k] = name
@@ -177,11 +181,4 @@ func encodeEnv(set *store.Set) (buf *securemem.Buffer, data []byte, err error) {
 		return nil, nil, fmt.Errorf("env encoding is not the %d bytes computed: %v", n, w.Err())
 	}
 	return b, w.Bytes(), nil
-}
-
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:61] + "..."
-	}
-	return s
 }

@@ -31,13 +31,30 @@ const (
 
 // Options configure a Sink.
 type Options struct {
-	Dir     string      // secrets directory (a tmpfs in a pod)
-	UID     int         // owner of written files; -1: the agent's own
-	GID     int         // group of written files; -1: the agent's own
-	Mode    os.FileMode // 0: DefaultMode (0400); read/write bits only
-	Logger  *slog.Logger
-	Metrics *metrics.Agent // nil: no metrics
-	Clock   clock.Clock    // version directory names and retry timers; nil: clock.Real
+	Dir     string         // secrets directory (a tmpfs in a pod)
+	UID     int            // owner of written files; -1: the agent's own
+	GID     int            // group of written files; -1: the agent's own
+	Mode    os.FileMode    // 0: DefaultMode (0400); read/write bits only
+	Logger  *slog.Logger   // default: discard
+	Metrics *metrics.Agent // nil: a private set nobody reads
+	Clock   clock.Clock    // version directory names and retry timers; default clock.Real
+}
+
+// withDefaults fills the zero options.
+func (o Options) withDefaults() Options {
+	if o.Mode == 0 {
+		o.Mode = DefaultMode
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New() // a private set nobody reads: the sink never checks for nil
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real
+	}
+	return o
 }
 
 // Sink writes credential sets to files. Build it with New; Run keeps the
@@ -84,9 +101,7 @@ func New(st *store.Store, creds []credspec.Credential, opts Options) (*Sink, err
 	if opts.Dir == "" {
 		return nil, errors.New("secrets directory is empty: give a directory, e.g. /credlet/secrets")
 	}
-	if opts.Mode == 0 {
-		opts.Mode = DefaultMode
-	}
+	opts = opts.withDefaults()
 	if opts.Mode&^0o666 != 0 {
 		return nil, fmt.Errorf("file mode %#o: allowed read/write permission bits only, e.g. 0400 or 0440", uint32(opts.Mode))
 	}
@@ -108,12 +123,6 @@ func New(st *store.Store, creds []credspec.Credential, opts Options) (*Sink, err
 		s.gid = -1
 	}
 	s.chown = s.uid != -1 || s.gid != -1
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
-	if s.clock == nil {
-		s.clock = clock.Real
-	}
 	declared := st.Names()
 	for _, c := range creds {
 		if !slices.Contains(declared, c.Name) {
@@ -256,7 +265,7 @@ func (s *Sink) sync(lock bool) error {
 			errs = append(errs, fmt.Errorf("credential %q: %w", c.Name, err))
 		}
 	}
-	if lock && s.m != nil {
+	if lock {
 		var n int64
 		for _, ms := range s.maps {
 			for _, m := range ms {
@@ -346,7 +355,5 @@ func (s *Sink) release() {
 		unmapAll(ms)
 		delete(s.maps, name)
 	}
-	if s.m != nil {
-		s.m.MemoryLocked.WithLabelValues(metrics.ScopeFiles).Set(0)
-	}
+	s.m.MemoryLocked.WithLabelValues(metrics.ScopeFiles).Set(0)
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -117,31 +118,32 @@ func TestCountNeedles(t *testing.T) {
 }
 
 // TestScanMemorySelf plants copies of a value in this process's heap and
-// finds exactly that many more.
+// finds at least those, and not many more.
 func TestScanMemorySelf(t *testing.T) {
 	needle := []byte("FAKE-scan-" + time.Now().Format("150405.000000000"))
-	before, err := scanMemory(os.Getpid(), [][]byte{needle}, nil)
-	if err != nil {
-		t.Skipf("cannot read own memory: %v", err)
-	}
 	planted := make([][]byte, 3)
 	for i := range planted {
 		planted[i] = bytes.Clone(needle)
 	}
-	after, err := scanMemory(os.Getpid(), [][]byte{needle}, nil)
+	got, err := scanMemory(os.Getpid(), [][]byte{needle}, nil)
 	if err != nil {
-		t.Fatal(err)
+		t.Skipf("cannot read own memory: %v", err)
 	}
-	// The planted three must all be found; the scan's own transient buffers
-	// (a chunk read from /proc/self/mem that still holds the needle) may add
-	// one or two more, which is why this is a range and not an equality.
-	if got := after.copies - before.copies; got < 3 || got > 5 {
-		t.Errorf("found %d new copies, want 3 (up to 2 more from the scan's own buffers; before %d, after %d)", got, before.copies, after.copies)
+	// Certain: the needle and the three planted copies. Possible besides:
+	// the string the needle was built from (garbage, not yet overwritten) and
+	// up to two of the scan's own read buffers holding a chunk with it. One
+	// scan only: a scan before planting would leave buffers behind that the
+	// second scan may or may not find, which made a before/after difference
+	// flaky (it once came out as 1).
+	const certain, possible = 1 + 3, 1 + 2
+	if got.copies < certain || got.copies > certain+possible {
+		t.Errorf("found %d copies, want %d to %d (the needle, 3 planted, and up to %d transient)", got.copies, certain, certain+possible, possible)
 	}
-	if after.scanned == 0 {
+	if got.scanned == 0 {
 		t.Error("nothing scanned")
 	}
-	_ = planted
+	runtime.KeepAlive(planted)
+	runtime.KeepAlive(needle)
 }
 
 func TestChartRenders(t *testing.T) {

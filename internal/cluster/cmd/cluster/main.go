@@ -1,0 +1,71 @@
+// Command cluster is `make cluster`: it starts the single-node cluster of
+// package cluster in the foreground, with credlet's images imported, prints
+// one line
+//
+//	ready: KUBECONFIG=... VAULT_ADDR=... VAULT_TOKEN=...
+//
+// once pods can run, applies nothing else, and stops everything on SIGINT or
+// SIGTERM. The apiserver and Vault are reachable from this machine's
+// loopback at the addresses in that line (forwarded into the run's network
+// namespace).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/credlet/credlet/internal/cluster"
+)
+
+func main() {
+	verbose := flag.Bool("v", false, "print each start step")
+	flag.Parse()
+	if err := cluster.Isolate(); err != nil {
+		fmt.Fprintln(os.Stderr, "cluster:", err)
+		os.Exit(1)
+	}
+	if err := run(*verbose); err != nil {
+		fmt.Fprintln(os.Stderr, "cluster:", err)
+		os.Exit(1)
+	}
+}
+
+func run(verbose bool) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	root, err := cluster.ModuleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "credlet-cluster-images-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	archive, err := cluster.BuildImages(startCtx, root, work)
+	if err != nil {
+		return err
+	}
+	opts := cluster.Options{Archives: []string{archive}}
+	if verbose {
+		opts.Log = os.Stderr
+	}
+	c, err := cluster.Start(startCtx, opts)
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+	fmt.Printf("ready: KUBECONFIG=%s VAULT_ADDR=%s VAULT_TOKEN=%s\n", c.Kubeconfig, c.Vault.Addr, c.Vault.RootToken)
+	fmt.Fprintf(os.Stderr, "cluster: logs in %s\n", filepath.Join(c.Dir, "logs"))
+	<-ctx.Done()
+	fmt.Fprintln(os.Stderr, "cluster: stopping")
+	return nil
+}

@@ -63,7 +63,7 @@ lint: ## go vet + staticcheck (pinned)
 # -race. The verbose log goes to bin/test.log; the console shows each
 # top-level test's result, so the server-backed ones are visibly there.
 .PHONY: test
-test: tools lint
+test: tools cluster-tools lint
 	@mkdir -p bin
 	@echo ">> go test $(GOTEST_FLAGS) ./...  (servers from $(TOOLS_DIR))"
 	@set +e; $(GO) test $(GOTEST_FLAGS) -v ./... > bin/test.log 2>&1; rc=$$?; set -e; \

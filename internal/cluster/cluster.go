@@ -28,6 +28,8 @@ type Options struct {
 	Archives []string
 	// Log receives one line per step; nil discards them.
 	Log io.Writer
+
+	noVault bool // this package's tests of the data plane alone
 }
 
 // Cluster is a running single-node cluster. Start makes one; Stop ends it.
@@ -105,14 +107,16 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		ctrdErr <- nil
 	}()
 
-	c.Vault, err = testenv.StartVault(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: %w", err)
+	if !opts.noVault {
+		c.Vault, err = testenv.StartVault(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		if err := c.forwardVault(); err != nil {
+			return nil, fmt.Errorf("cluster: vault on the node address: %w", err)
+		}
+		step("vault at %s (pods: %s)", c.Vault.Addr, c.VaultPodAddr)
 	}
-	if err := c.forwardVault(); err != nil {
-		return nil, fmt.Errorf("cluster: vault on the node address: %w", err)
-	}
-	step("vault at %s (pods: %s)", c.Vault.Addr, c.VaultPodAddr)
 
 	c.Kube, err = testenv.StartKube(ctx,
 		// The admission chain of a real cluster: ServiceAccount admission on

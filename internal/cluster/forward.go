@@ -4,8 +4,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/url"
+	"path/filepath"
 	"strconv"
 	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 // VaultPodPort is the port of Vault on the node address, as pods reach it
@@ -59,4 +63,25 @@ func closeWrite(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.CloseWrite()
 	}
+}
+
+// ServeOnHost forwards connections accepted on apiLn to the apiserver and
+// on vaultLn to Vault (listeners from HostListeners, on this machine's
+// loopback), and writes a kubeconfig for the forwarded apiserver address
+// into the cluster's folder. It returns that kubeconfig's path and Vault's
+// forwarded address.
+func (c *Cluster) ServeOnHost(apiLn, vaultLn net.Listener) (kubeconfig, vaultAddr string, err error) {
+	u, err := url.Parse(c.Kube.Config.Host)
+	if err != nil {
+		return "", "", err
+	}
+	go serveForward(apiLn, u.Host)
+	go serveForward(vaultLn, c.Vault.HostPort())
+	cfg := rest.CopyConfig(c.Kube.Config)
+	cfg.Host = "https://" + apiLn.Addr().String()
+	kubeconfig = filepath.Join(c.Dir, "kubeconfig-host")
+	if err := WriteKubeconfig(kubeconfig, cfg); err != nil {
+		return "", "", err
+	}
+	return kubeconfig, "http://" + vaultLn.Addr().String(), nil
 }

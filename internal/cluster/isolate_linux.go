@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -21,7 +22,41 @@ const (
 	envRunID  = "CREDLET_CLUSTER_RUN"
 	stageInit = "init"
 	stageMain = "main"
+	// envHostListeners is how many listening sockets on this machine's
+	// 127.0.0.1 the program inherits, from descriptor 3 on.
+	envHostListeners = "CREDLET_CLUSTER_HOST_LISTENERS"
 )
+
+// IsolateOption changes what Isolate sets up.
+type IsolateOption func(*isolateOptions)
+
+type isolateOptions struct{ hostListeners int }
+
+// WithHostListeners has Isolate open n TCP listeners on free ports of this
+// machine's 127.0.0.1, in the machine's own network namespace, before it
+// creates the run's; the program inside gets them from HostListeners and
+// can serve on them (make cluster forwards the apiserver and Vault there).
+func WithHostListeners(n int) IsolateOption {
+	return func(o *isolateOptions) { o.hostListeners = n }
+}
+
+// HostListeners returns the listeners WithHostListeners asked for, inside
+// the run's namespaces; they accept connections made on this machine's
+// loopback.
+func HostListeners() ([]net.Listener, error) {
+	n, _ := strconv.Atoi(os.Getenv(envHostListeners))
+	var out []net.Listener
+	for i := range n {
+		f := os.NewFile(uintptr(3+i), fmt.Sprintf("host-listener-%d", i))
+		ln, err := net.FileListener(f)
+		_ = f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("host listener %d: %w", i, err)
+		}
+		out = append(out, ln)
+	}
+	return out, nil
+}
 
 // ErrIsolate is wrapped by every error Isolate returns: the namespaces the
 // cluster needs could not be made (not root, or no CAP_SYS_ADMIN).
@@ -52,7 +87,11 @@ func RunID() string { return os.Getenv(envRunID) }
 // Network: the namespace has only lo and what the cluster creates (its CNI
 // bridge and the pods' veths). Nothing listens on the machine's own
 // interfaces and nothing can leave the machine.
-func Isolate() error {
+func Isolate(opts ...IsolateOption) error {
+	var o isolateOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	switch os.Getenv(envStage) {
 	case stageMain:
 		return nil
@@ -68,13 +107,28 @@ func Isolate() error {
 	}
 	runID := strconv.Itoa(os.Getpid())
 	sweepStaleCgroups()
+	var files []*os.File
+	for range o.hostListeners {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("%w: host listener: %v", ErrIsolate, err)
+		}
+		f, err := ln.(*net.TCPListener).File()
+		_ = ln.Close()
+		if err != nil {
+			return fmt.Errorf("%w: host listener: %v", ErrIsolate, err)
+		}
+		files = append(files, f)
+	}
 	cmd := &exec.Cmd{
-		Path:   self,
-		Args:   os.Args,
-		Env:    append(os.Environ(), envStage+"="+stageInit, envRunID+"="+runID),
-		Stdin:  os.Stdin,
-		Stdout: os.Stdout,
-		Stderr: os.Stderr,
+		Path: self,
+		Args: os.Args,
+		Env: withEnv(os.Environ(), envStage+"="+stageInit, envRunID+"="+runID,
+			envHostListeners+"="+strconv.Itoa(len(files))),
+		Stdin:      os.Stdin,
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+		ExtraFiles: files,
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNET | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS,
 			Pdeathsig:  syscall.SIGKILL,
@@ -82,7 +136,11 @@ func Isolate() error {
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	for _, f := range files {
+		_ = f.Close()
+	}
+	if err != nil {
 		signal.Stop(sigs)
 		return fmt.Errorf("%w: %v", ErrIsolate, err)
 	}
@@ -95,6 +153,25 @@ func Isolate() error {
 	removeCgroups(runID)
 	os.Exit(exitCode(cmd.ProcessState.Sys().(syscall.WaitStatus)))
 	return nil
+}
+
+// withEnv returns env with each KEY=value of set replacing any entry for
+// that KEY (a duplicate would leave the first one in force).
+func withEnv(env []string, set ...string) []string {
+	out := make([]string, 0, len(env)+len(set))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		replaced := false
+		for _, s := range set {
+			if sk, _, _ := strings.Cut(s, "="); sk == k {
+				replaced = true
+			}
+		}
+		if !replaced {
+			out = append(out, kv)
+		}
+	}
+	return append(out, set...)
 }
 
 func exitCode(ws syscall.WaitStatus) int {
@@ -113,6 +190,9 @@ func runInit() int {
 		fmt.Fprintf(os.Stderr, "cluster init: "+format+"\n", a...)
 		return 125
 	}
+	if os.Getpid() != 1 {
+		return fail("not PID 1 of a new PID namespace (pid %d)", os.Getpid())
+	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fail("make mounts private: %v", err)
 	}
@@ -129,10 +209,15 @@ func runInit() int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	env := append(os.Environ(), envStage+"="+stageMain)
+	env := withEnv(os.Environ(), envStage+"="+stageMain)
+	fds := []uintptr{0, 1, 2}
+	n, _ := strconv.Atoi(os.Getenv(envHostListeners))
+	for i := range n {
+		fds = append(fds, uintptr(3+i))
+	}
 	pid, err := syscall.ForkExec(self, os.Args, &syscall.ProcAttr{
 		Env:   env,
-		Files: []uintptr{0, 1, 2},
+		Files: fds,
 		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	})
 	if err != nil {

@@ -26,7 +26,8 @@ import (
 func main() {
 	verbose := flag.Bool("v", false, "print each start step")
 	flag.Parse()
-	if err := cluster.Isolate(); err != nil {
+	// Two listeners on this machine's loopback: the apiserver and Vault.
+	if err := cluster.Isolate(cluster.WithHostListeners(2)); err != nil {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
 		os.Exit(1)
 	}
@@ -63,7 +64,15 @@ func run(verbose bool) error {
 		return err
 	}
 	defer c.Stop()
-	fmt.Printf("ready: KUBECONFIG=%s VAULT_ADDR=%s VAULT_TOKEN=%s\n", c.Kubeconfig, c.Vault.Addr, c.Vault.RootToken)
+	lns, err := cluster.HostListeners()
+	if err != nil {
+		return err
+	}
+	kubeconfig, vaultAddr, err := c.ServeOnHost(lns[0], lns[1])
+	if err != nil {
+		return err
+	}
+	fmt.Printf("ready: KUBECONFIG=%s VAULT_ADDR=%s VAULT_TOKEN=%s\n", kubeconfig, vaultAddr, c.Vault.RootToken)
 	fmt.Fprintf(os.Stderr, "cluster: logs in %s\n", filepath.Join(c.Dir, "logs"))
 	<-ctx.Done()
 	fmt.Fprintln(os.Stderr, "cluster: stopping")

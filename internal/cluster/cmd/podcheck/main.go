@@ -10,6 +10,9 @@
 //	GET /loop/start?name=N&file=P   reads N over the socket and P from the tmpfs every 10 ms until /loop/stop
 //	GET /loop/stats                 reads, failures and the last failure of the loop
 //
+// With --once NAME it reads NAME over the socket once and exits instead
+// (a Job's work).
+//
 // Static (CGO_ENABLED=0), no shell.
 package main
 
@@ -35,9 +38,21 @@ import (
 func main() {
 	listen := flag.String("listen", ":8080", "HTTP listen address")
 	socket := flag.String("socket", os.Getenv("CREDLET_SOCKET"), "agent socket")
+	once := flag.String("once", "", "read this credential set over the socket once, print its version and exit (0 on success)")
 	flag.Parse()
 	if *socket == "" {
 		*socket = client.DefaultSocket
+	}
+	if *once != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cred, err := client.New(*socket).Get(ctx, *once)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "podcheck:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("podcheck: read %s version %d\n", *once, cred.Version)
+		return
 	}
 	p := &probe{socket: *socket}
 	mux := http.NewServeMux()

@@ -126,6 +126,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		// addresses: there is no kube-proxy for Service addresses.
 		testenv.WithAPIServerArg("enable-aggregator-routing", "true"),
 		testenv.WithAPIServerArg("advertise-address", NodeIP),
+		// Logs and exec reach the kubelet at the node's address (its name
+		// resolves nowhere).
+		testenv.WithAPIServerArg("kubelet-preferred-address-types", "InternalIP"),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)

@@ -55,7 +55,8 @@ tools: $(TOOLS_DIR)/vault $(TOOLS_DIR)/kube-apiserver $(TOOLS_DIR)/etcd $(TOOLS_
 GOTEST_FLAGS ?= -race -count=1 -timeout 30m
 
 .PHONY: lint
-lint: ## go vet + staticcheck (pinned)
+lint: ## go mod tidy -diff + go vet + staticcheck (pinned)
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
@@ -63,7 +64,8 @@ lint: ## go vet + staticcheck (pinned)
 # -race. The verbose log goes to bin/test.log; the console shows each
 # top-level test's result, so the server-backed ones are visibly there.
 .PHONY: test
-test: tools cluster-tools lint
+
+test: tools cluster-tools lint test-sdk
 	@mkdir -p bin
 	@echo ">> go test $(GOTEST_FLAGS) ./...  (servers from $(TOOLS_DIR))"
 	@set +e; $(GO) test $(GOTEST_FLAGS) -v ./... > bin/test.log 2>&1; rc=$$?; set -e; \

@@ -19,6 +19,7 @@ import (
 	"github.com/credlet/credlet/internal/credspec"
 	"github.com/credlet/credlet/internal/filesource"
 	"github.com/credlet/credlet/internal/sink/file"
+	"github.com/credlet/credlet/internal/source"
 	"github.com/credlet/credlet/internal/store"
 )
 
@@ -52,7 +53,7 @@ func TestLegacyAppReloadsOnSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	src, err := filesource.New(credFile, filepath.Join(dir, "k"), st, filesource.Options{Credentials: []credspec.Credential{cred}})
+	src, err := source.NewFile(credFile, filepath.Join(dir, "k"), []credspec.Credential{cred}, st, source.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

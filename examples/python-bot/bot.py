@@ -4,6 +4,9 @@ credentials from the credlet agent, then switch to each rotated version as
 it arrives (long poll). It prints versions and a short fingerprint of the
 key, never a value.
 
+It uses the credlet package (sdk/python): `pip install ./sdk/python`, or
+PYTHONPATH=sdk/python from the repository root.
+
     python3 bot.py --name zerodha                # run until stopped
     python3 bot.py --name zerodha --once         # print the current version and exit
     python3 bot.py --name zerodha --versions 3   # exit after three versions
@@ -13,7 +16,7 @@ import argparse
 import hashlib
 import sys
 
-from credlet_client import Client, CredletError
+from credlet import Client, CredletError, Forbidden, NotFound
 
 
 def fingerprint(cred):
@@ -46,6 +49,12 @@ def main(argv=None):
             print("version %d fields %s fingerprint %s" % (cred.version, ",".join(sorted(cred.fields)), fingerprint(cred)), flush=True)
             if args.versions and seen >= args.versions:
                 return 0
+    except Forbidden as e:
+        print("bot: the agent refuses this process (%s): run as the app's user or allow it with --allow-uid" % e, file=sys.stderr)
+        return 1
+    except NotFound as e:
+        print("bot: the agent has no credential set %r (%s)" % (args.name, e), file=sys.stderr)
+        return 1
     except CredletError as e:
         print("bot: %s" % e, file=sys.stderr)
         return 1

@@ -1,5 +1,5 @@
-// Package pythonbot tests the Python example client against a real agent
-// socket.
+// Package pythonbot tests the Python example bot (on the credlet package in
+// sdk/python) against a real agent socket.
 package pythonbot
 
 import (
@@ -30,10 +30,12 @@ func python(t *testing.T) string {
 	return p
 }
 
-// pyCmd runs python3 without writing __pycache__ into the source tree.
+// pyCmd runs python3 with the credlet package from sdk/python, without
+// writing __pycache__ into the source tree.
 func pyCmd(py string, args ...string) *exec.Cmd {
 	cmd := exec.Command(py, args...)
-	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
+	sdk, _ := filepath.Abs(filepath.Join("..", "..", "sdk", "python"))
+	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1", "PYTHONPATH="+sdk)
 	return cmd
 }
 
@@ -158,7 +160,7 @@ func TestBotErrors(t *testing.T) {
 	})
 	t.Run("no agent", func(t *testing.T) {
 		out, err := pyCmd(py, "bot.py", "--socket", "/nonexistent/agent.sock", "--name", "acme", "--once").CombinedOutput()
-		if err == nil || !strings.Contains(string(out), "unreachable") {
+		if err == nil || !strings.Contains(string(out), "0 unavailable") || !strings.Contains(string(out), "/nonexistent/agent.sock") {
 			t.Fatalf("bot without an agent = %v, %q", err, out)
 		}
 	})
@@ -167,7 +169,7 @@ func TestBotErrors(t *testing.T) {
 func TestCredentialRepr(t *testing.T) {
 	py := python(t)
 	out, err := pyCmd(py, "-c", `
-from credlet_client import Credential
+from credlet import Credential
 c = Credential("acme", 3, {"api_key": "FAKE-api-key-123", "b": "FAKE-b"})
 print(repr(c)); print(str(c)); print("%s %r" % (c, c)); print([c])
 `).CombinedOutput()

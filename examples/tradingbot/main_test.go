@@ -14,6 +14,7 @@ import (
 	"github.com/credlet/credlet/internal/credspec"
 	"github.com/credlet/credlet/internal/filesource"
 	"github.com/credlet/credlet/internal/socketapi"
+	"github.com/credlet/credlet/internal/source"
 	"github.com/credlet/credlet/internal/store"
 )
 
@@ -67,7 +68,7 @@ func TestBotFollowsRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	src, err := filesource.New(credFile, filepath.Join(dir, "k"), st, filesource.Options{Credentials: []credspec.Credential{cred}})
+	src, err := source.NewFile(credFile, filepath.Join(dir, "k"), []credspec.Credential{cred}, st, source.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,17 +21,38 @@ import (
 
 // build constructs every component from the configuration. Nothing runs yet.
 func (a *agent) build(ctx context.Context) error {
-	cfg := a.cfg
-	if cfg.fileSource() && len(cfg.Credentials) == 0 {
-		creds, err := filesource.Names(strings.TrimPrefix(cfg.Source, "file:"), cfg.MasterKeyFile)
-		if err != nil {
-			return fmt.Errorf("--source %s: %w", cfg.Source, err)
+	if err := a.buildStore(); err != nil {
+		return err
+	}
+	a.metrics.RefreshInterval.Set(a.cfg.Refresh.Seconds())
+	if a.cfg.fileSource() {
+		if err := a.buildFileSource(); err != nil {
+			return err
 		}
-		cfg.Credentials = creds
+	} else if err := a.buildVault(); err != nil {
+		return err
+	}
+	if err := a.buildFileSink(); err != nil {
+		return err
+	}
+	if err := a.buildSocket(); err != nil {
+		return err
+	}
+	return a.buildNotify()
+}
+
+// buildStore declares every credential set (for the file source without
+// --credential: every set the file defines).
+func (a *agent) buildStore() error {
+	if a.cfg.fileSource() && len(a.cfg.Credentials) == 0 {
+		creds, err := filesource.Names(strings.TrimPrefix(a.cfg.Source, "file:"), a.cfg.MasterKeyFile)
+		if err != nil {
+			return fmt.Errorf("--source %s: %w", a.cfg.Source, err)
+		}
 		a.cfg.Credentials = creds
 	}
-	decl := make([]store.Declared, 0, len(cfg.Credentials))
-	for _, c := range cfg.Credentials {
+	decl := make([]store.Declared, 0, len(a.cfg.Credentials))
+	for _, c := range a.cfg.Credentials {
 		decl = append(decl, store.Declared{Name: c.Name, Optional: c.Optional})
 		a.metrics.InitCredential(c.Name)
 	}
@@ -41,54 +62,64 @@ func (a *agent) build(ctx context.Context) error {
 	}
 	a.store = st
 	a.closers = append(a.closers, st.Close)
+	return nil
+}
 
-	a.metrics.RefreshInterval.Set(cfg.Refresh.Seconds())
-	if cfg.fileSource() {
-		if err := a.buildFileSource(); err != nil {
-			return err
-		}
-	} else if err := a.buildVault(); err != nil {
-		return err
+// buildFileSink writes files under --secrets-dir, when set.
+func (a *agent) buildFileSink() error {
+	cfg := a.cfg
+	if cfg.SecretsDir == "" {
+		return nil
 	}
+	sink, err := file.New(a.store, cfg.Credentials, file.Options{
+		Dir: cfg.SecretsDir, UID: cfg.FileUID, GID: cfg.FileGID, Mode: cfg.FileMode,
+		Logger: a.log, Metrics: a.metrics, Clock: a.clock,
+	})
+	if err != nil {
+		return fmt.Errorf("--secrets-dir %s: %w", cfg.SecretsDir, err)
+	}
+	a.fileSink = sink
+	a.runners = append(a.runners, runner{"file sink", sink.Run})
+	return nil
+}
 
-	uid := uint32(os.Getuid())
-	if cfg.SecretsDir != "" {
-		sink, err := file.New(st, cfg.Credentials, file.Options{
-			Dir: cfg.SecretsDir, UID: cfg.FileUID, GID: cfg.FileGID, Mode: cfg.FileMode,
-			Logger: a.log, Metrics: a.metrics, Clock: a.clock,
-		})
-		if err != nil {
-			return fmt.Errorf("--secrets-dir %s: %w", cfg.SecretsDir, err)
-		}
-		a.fileSink = sink
-		a.runners = append(a.runners, runner{"file sink", sink.Run})
+// buildSocket serves --socket, when set and not --once.
+func (a *agent) buildSocket() error {
+	cfg := a.cfg
+	if cfg.Socket == "" || cfg.Once {
+		return nil
 	}
-	if cfg.Socket != "" && !cfg.Once {
-		allowU := cfg.AllowUIDs
-		if len(allowU) == 0 {
-			allowU = []uint32{uid}
-		}
-		srv, err := socketapi.New(st, socketapi.Options{
-			Path: cfg.Socket, AllowUIDs: allowU, AllowGIDs: cfg.AllowGIDs,
-			Logger: a.log, Metrics: a.metrics, Audit: a.audit, Clock: a.clock,
-		})
-		if err != nil {
-			return fmt.Errorf("--socket %s: %w", cfg.Socket, err)
-		}
-		a.runners = append(a.runners, runner{"socket", srv.Run})
+	allowU := cfg.AllowUIDs
+	if len(allowU) == 0 {
+		allowU = []uint32{uint32(os.Getuid())}
 	}
-	if cfg.Notify != "" && !cfg.Once {
-		n, err := notify.Parse(cfg.Notify, notify.WithLogger(a.log), notify.WithClock(a.clock))
-		if err != nil {
-			return usageError("--notify %q: %v", cfg.Notify, err)
-		}
-		run := func(ctx context.Context) error { return n.Run(ctx, st) }
-		if a.fileSink != nil {
-			// Announce versions once their files are on disk, not at commit.
-			run = func(ctx context.Context) error { return n.RunOn(ctx, a.fileSink.Written(), a.fileSink.Versions) }
-		}
-		a.runners = append(a.runners, runner{"notify", run})
+	srv, err := socketapi.New(a.store, socketapi.Options{
+		Path: cfg.Socket, AllowUIDs: allowU, AllowGIDs: cfg.AllowGIDs,
+		Logger: a.log, Metrics: a.metrics, Audit: a.audit, Clock: a.clock,
+	})
+	if err != nil {
+		return fmt.Errorf("--socket %s: %w", cfg.Socket, err)
 	}
+	a.runners = append(a.runners, runner{"socket", srv.Run})
+	return nil
+}
+
+// buildNotify announces new versions (--notify), when set and not --once:
+// once their files are on disk when files are delivered, else at commit.
+func (a *agent) buildNotify() error {
+	cfg := a.cfg
+	if cfg.Notify == "" || cfg.Once {
+		return nil
+	}
+	n, err := notify.Parse(cfg.Notify, notify.Options{Logger: a.log, Clock: a.clock})
+	if err != nil {
+		return usageError("--notify %q: %v", cfg.Notify, err)
+	}
+	run := func(ctx context.Context) error { return n.Run(ctx, a.store) }
+	if a.fileSink != nil {
+		run = func(ctx context.Context) error { return n.RunOn(ctx, a.fileSink.Written(), a.fileSink.Versions) }
+	}
+	a.runners = append(a.runners, runner{"notify", run})
 	return nil
 }
 
@@ -130,15 +161,9 @@ func (a *agent) buildVault() error {
 	}
 	a.runners = append(a.runners, runner{"token lifetime", tokens.Run})
 
-	var verifier source.Verifier
-	// In --once mode (a classic init container) the app's verify hook is
-	// not running yet: the first version is published unchecked.
-	if cfg.VerifyURL != "" && !cfg.Once {
-		v, err := verify.New(cfg.VerifyURL, verify.Options{})
-		if err != nil {
-			return usageError("--verify-url %q: %v", cfg.VerifyURL, err)
-		}
-		verifier = v
+	verifier, err := a.verifier()
+	if err != nil {
+		return err
 	}
 	for _, c := range cfg.Credentials {
 		src := source.NewVault(client, c, a.store, source.Options{
@@ -151,12 +176,29 @@ func (a *agent) buildVault() error {
 	return nil
 }
 
+// verifier is the blue/green check both sources ask, or nil. In --once
+// mode (a classic init container) the app's verify hook is not running
+// yet: the first version is published unchecked.
+func (a *agent) verifier() (source.Verifier, error) {
+	if a.cfg.VerifyURL == "" || a.cfg.Once {
+		return nil, nil
+	}
+	v, err := verify.New(a.cfg.VerifyURL, verify.Options{})
+	if err != nil {
+		return nil, usageError("--verify-url %q: %v", a.cfg.VerifyURL, err)
+	}
+	return v, nil
+}
+
 // buildFileSource serves the embedded encrypted file instead of Vault (local
 // development): same store, sinks, audit and metrics.
 func (a *agent) buildFileSource() error {
-	src, err := filesource.New(strings.TrimPrefix(a.cfg.Source, "file:"), a.cfg.MasterKeyFile, a.store, filesource.Options{
-		Logger: a.log, Metrics: a.metrics, Audit: a.audit, Clock: a.clock,
-		Credentials: a.cfg.Credentials, Refresh: a.cfg.Refresh,
+	verifier, err := a.verifier()
+	if err != nil {
+		return err
+	}
+	src, err := source.NewFile(strings.TrimPrefix(a.cfg.Source, "file:"), a.cfg.MasterKeyFile, a.cfg.Credentials, a.store, source.Options{
+		Refresh: a.cfg.Refresh, Clock: a.clock, Logger: a.log, Metrics: a.metrics, Audit: a.audit, Verifier: verifier,
 	})
 	if err != nil {
 		return fmt.Errorf("--source %s: %w", a.cfg.Source, err)

@@ -38,7 +38,7 @@ func credsCommand(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		return err
 	}
 	if err := parseFlags(fs, flagArgs, osGetenv); err != nil {
-		if errors.Is(err, flag.ErrHelp) || strings.Contains(err.Error(), flag.ErrHelp.Error()) {
+		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, creds.Usage)
 			return errHelp
 		}

@@ -44,84 +44,130 @@ func newDevLayout(dir string) devLayout {
 	}
 }
 
+// devFlags are the flags of credlet-agent dev.
+type devFlags struct {
+	dir, listen, notify, auditFile, logLevel, logFormat string
+	keep                                                bool
+	refresh                                             time.Duration
+}
+
 // devCommand: credlet-agent dev. Runs the agent on the embedded file source
 // with a generated master key and demo credentials.
 func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fset := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fset.SetOutput(io.Discard)
-	dir := fset.String("dir", "", "working directory, kept across runs (default: a new temp dir, removed on exit)")
-	keep := fset.Bool("keep", false, "keep the temp dir on exit")
-	listen := fset.String("listen", "127.0.0.1:0", "address for /metrics, /healthz, /readyz (port 0: a free port)")
-	notify := fset.String("notify", "", "after each commit: signal:SIGHUP:PROCESS_NAME or http:URL")
-	auditFile := fset.String("audit-file", "", "audit log (default DIR/audit.log; - is stdout)")
-	refresh := fset.Duration("refresh", 10*time.Second, "poll interval backing up the file watch")
-	logLevel := fset.String("log-level", "info", "debug, info, warn or error")
-	logFormat := fset.String("log-format", "text", "json or text")
-	if err := parseFlags(fset, args, osGetenv); err != nil {
-		if errors.Is(err, flag.ErrHelp) || strings.Contains(err.Error(), flag.ErrHelp.Error()) {
-			fmt.Fprintln(stdout, "usage: credlet-agent dev [flags]   (each flag also reads CREDLET_<FLAG>)")
-			fset.SetOutput(stdout)
-			fset.PrintDefaults()
-			return errHelp
-		}
-		return err
-	}
-	if fset.NArg() > 0 {
-		return usageError("unexpected argument %q (credlet-agent dev takes only flags)", fset.Arg(0))
-	}
-
-	temp := *dir == ""
-	if temp {
-		d, err := os.MkdirTemp("", "credlet-dev-")
-		if err != nil {
-			return fmt.Errorf("dev: %w", err)
-		}
-		*dir = d
-		if !*keep {
-			defer os.RemoveAll(d)
-		}
-	}
-	l := newDevLayout(*dir)
-	if len(l.Socket) > 100 {
-		return usageError("--dir %s: too long for a Unix socket path (%s is %d bytes; the limit is 107)", l.Dir, l.Socket, len(l.Socket))
-	}
-	for _, d := range []string{l.Dir, l.Secrets, filepath.Dir(l.Socket)} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return fmt.Errorf("dev: %w", err)
-		}
-	}
-	created, err := devSeed(ctx, l)
+	f, err := parseDevFlags(args, stdout)
 	if err != nil {
 		return err
 	}
-	creds, err := devCredentials(l)
+	l, cleanup, err := devPrepareDir(&f)
 	if err != nil {
 		return err
 	}
-	addr, err := devListen(*listen)
+	defer cleanup()
+	cfg, created, err := devConfig(ctx, l, f)
 	if err != nil {
 		return err
 	}
-	if *auditFile == "" {
-		*auditFile = l.Audit
-	}
-	cfg := RunConfig{
-		Auth: "token", Source: "file:" + l.Credentials, MasterKeyFile: l.Key, Credentials: creds,
-		SecretsDir: l.Secrets, Socket: l.Socket, Listen: addr, AuditFile: *auditFile, Notify: *notify,
-		Refresh: *refresh, RenewAt: 0.8, FileUID: -1, FileGID: -1, FileMode: 0o400,
-		LogLevel: *logLevel, LogFormat: *logFormat,
-	}
-	if err := cfg.validate(); err != nil {
-		return err
-	}
-	devBanner(stdout, l, cfg, created, temp && !*keep)
+	devBanner(stdout, l.devLayout, cfg, created, l.temp)
 	err = Run(ctx, cfg, stdout, stderr)
-	if temp && !*keep {
+	if l.temp {
 		fmt.Fprintf(stdout, "credlet dev: stopped; removed %s (master key included)\n", l.Dir)
 	} else {
 		fmt.Fprintf(stdout, "credlet dev: stopped; %s kept (run again with --dir %s to resume)\n", l.Dir, l.Dir)
 	}
 	return err
+}
+
+func parseDevFlags(args []string, stdout io.Writer) (devFlags, error) {
+	var f devFlags
+	fset := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fset.SetOutput(io.Discard)
+	fset.StringVar(&f.dir, "dir", "", "working directory, kept across runs (default: a new temp dir, removed on exit)")
+	fset.BoolVar(&f.keep, "keep", false, "keep the temp dir on exit")
+	fset.StringVar(&f.listen, "listen", "127.0.0.1:0", "address for /metrics, /healthz, /readyz (port 0: a free port)")
+	fset.StringVar(&f.notify, "notify", "", "after each commit: signal:SIGHUP:PROCESS_NAME or http:URL")
+	fset.StringVar(&f.auditFile, "audit-file", "", "audit log (default DIR/audit.log; - is stdout)")
+	fset.DurationVar(&f.refresh, "refresh", 10*time.Second, "poll interval backing up the file watch")
+	fset.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fset.StringVar(&f.logFormat, "log-format", "text", "json or text")
+	if err := parseFlags(fset, args, osGetenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stdout, "usage: credlet-agent dev [flags]   (each flag also reads CREDLET_<FLAG>)")
+			fset.SetOutput(stdout)
+			fset.PrintDefaults()
+			return f, errHelp
+		}
+		return f, err
+	}
+	if fset.NArg() > 0 {
+		return f, usageError("unexpected argument %q (credlet-agent dev takes only flags)", fset.Arg(0))
+	}
+	return f, nil
+}
+
+// devDir is the dev layout and whether it lives in a temp dir removed on
+// exit.
+type devDir struct {
+	devLayout
+	temp bool
+}
+
+// devPrepareDir makes the working directory (a temp dir unless --dir) and
+// its subdirectories. cleanup removes a temp dir unless --keep.
+func devPrepareDir(f *devFlags) (devDir, func(), error) {
+	cleanup := func() {}
+	temp := f.dir == ""
+	if temp {
+		d, err := os.MkdirTemp("", "credlet-dev-")
+		if err != nil {
+			return devDir{}, cleanup, fmt.Errorf("dev: %w", err)
+		}
+		f.dir = d
+		if !f.keep {
+			cleanup = func() { _ = os.RemoveAll(d) }
+		}
+	}
+	l := devDir{devLayout: newDevLayout(f.dir), temp: temp && !f.keep}
+	if len(l.Socket) > 100 {
+		cleanup()
+		return l, func() {}, usageError("--dir %s: too long for a Unix socket path (%s is %d bytes; the limit is 107)", l.Dir, l.Socket, len(l.Socket))
+	}
+	for _, d := range []string{l.Dir, l.Secrets, filepath.Dir(l.Socket)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			cleanup()
+			return l, func() {}, fmt.Errorf("dev: %w", err)
+		}
+	}
+	return l, cleanup, nil
+}
+
+// devConfig seeds the demo credentials and builds the agent's
+// configuration. created reports whether the credentials were new.
+func devConfig(ctx context.Context, l devDir, f devFlags) (RunConfig, bool, error) {
+	created, err := devSeed(ctx, l.devLayout)
+	if err != nil {
+		return RunConfig{}, false, err
+	}
+	creds, err := devCredentials(l.devLayout)
+	if err != nil {
+		return RunConfig{}, false, err
+	}
+	addr, err := devListen(f.listen)
+	if err != nil {
+		return RunConfig{}, false, err
+	}
+	if f.auditFile == "" {
+		f.auditFile = l.Audit
+	}
+	cfg := RunConfig{
+		Auth: "token", Source: "file:" + l.Credentials, MasterKeyFile: l.Key, Credentials: creds,
+		SecretsDir: l.Secrets, Socket: l.Socket, Listen: addr, AuditFile: f.auditFile, Notify: f.notify,
+		Refresh: f.refresh, RenewAt: 0.8, FileUID: -1, FileGID: -1, FileMode: 0o400,
+		LogLevel: f.logLevel, LogFormat: f.logFormat,
+	}
+	if err := cfg.validate(); err != nil {
+		return RunConfig{}, false, err
+	}
+	return cfg, created, nil
 }
 
 // devSeed makes the master key and the demo credentials file unless they

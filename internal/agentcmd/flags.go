@@ -18,9 +18,17 @@ import (
 // errUsage marks a bad flag or value: the process exits 2.
 var errUsage = errors.New("usage")
 
+// usageErr is a bad flag or value; its message is the one line the user
+// sees. It matches errUsage and unwraps to the cause it formats with %w.
+type usageErr struct{ err error }
+
+func (e *usageErr) Error() string        { return e.err.Error() }
+func (e *usageErr) Unwrap() error        { return e.err }
+func (e *usageErr) Is(target error) bool { return target == errUsage }
+
 // usageError formats a one-line usage error.
 func usageError(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
+	return &usageErr{err: fmt.Errorf(format, args...)}
 }
 
 // RunConfig is the typed configuration of `credlet-agent run`.
@@ -186,8 +194,11 @@ func newRunFlags(cfg *RunConfig, getenv func(string) string) *flag.FlagSet {
 // line from CREDLET_<NAME> (dashes as underscores). Any problem is one line
 // naming the flag and what is allowed.
 func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
-	if err := fs.Parse(args); err != nil {
-		return usageError("%s", cliflag.Clean(err, "credlet-agent "+fs.Name()))
+	if err := cliflag.Parse(fs, args, "credlet-agent "+fs.Name()); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError("%w", err)
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -259,6 +270,9 @@ func (c *RunConfig) validate() error {
 	}
 	if err := cliflag.CheckLog(c.LogLevel, c.LogFormat); err != nil {
 		return usageError("%s", err)
+	}
+	if c.Once && c.SecretsDir == "" {
+		return usageError("--once writes the files and exits, but --secrets-dir is empty (the socket is served only without --once)")
 	}
 	if c.SecretsDir == "" && c.Socket == "" {
 		return usageError("--secrets-dir and --socket are both empty: nothing would deliver the credentials")

@@ -73,6 +73,7 @@ func TestRunFlags(t *testing.T) {
 		{name: "bad env value names the variable", args: base, env: map[string]string{"CREDLET_RENEW_AT": "most"}, wantErr: "CREDLET_RENEW_AT"},
 		{name: "renew-at out of range", args: append(base, "--renew-at", "1.5"), wantErr: "allowed 0.1 to 0.95"},
 		{name: "nothing delivers", args: append(base, "--socket", "", "--secrets-dir", ""), wantErr: "nothing would deliver"},
+		{name: "once without files", args: append(base, "--once", "--secrets-dir", ""), wantErr: "--once writes the files and exits, but --secrets-dir is empty"},
 		{name: "bad log level", args: append(base, "--log-level", "loud"), wantErr: "allowed debug, info, warn, error"},
 	}
 	for _, tt := range tests {
@@ -113,6 +114,9 @@ func TestMainExitCodes(t *testing.T) {
 		{[]string{"version"}, 0, ""},
 		{[]string{"frobnicate"}, 2, "unknown command"},
 		{[]string{"run", "--refresh", "x"}, 2, "--refresh"},
+		{[]string{"run", "--help"}, 0, ""},
+		{[]string{"get", "--help"}, 0, ""},
+		{[]string{"run", "--role=r", "--vault-addr=http://127.0.0.1:1", "--credential=a=secret/x", "--once", "--secrets-dir="}, 2, "--once writes the files"},
 		{[]string{"audit"}, 2, "usage: credlet-agent audit verify FILE"},
 		{[]string{"audit", "verify", "/nonexistent/audit.log"}, 1, "no such file"},
 	}

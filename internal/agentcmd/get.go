@@ -22,6 +22,12 @@ func getCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	socket := fs.String("socket", "/credlet/run/agent.sock", "agent socket")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
 	if err := parseFlags(fs, args, osGetenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stdout, "usage: credlet-agent get [--socket PATH] [--timeout 10s] NAME [FIELD]")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return errHelp
+		}
 		return err
 	}
 	if fs.NArg() < 1 || fs.NArg() > 2 {

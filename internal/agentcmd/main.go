@@ -64,7 +64,7 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.Is(err, errHelp):
 		return 0
 	case errors.Is(err, errUsage):
-		fmt.Fprintln(stderr, "credlet-agent:", trimUsage(err))
+		fmt.Fprintln(stderr, "credlet-agent:", err)
 		return 2
 	default:
 		var ee *exitError
@@ -86,13 +86,5 @@ type exitError struct {
 }
 
 func (e *exitError) Error() string { return e.msg }
-
-func trimUsage(err error) string {
-	s := err.Error()
-	if len(s) > len(errUsage.Error())+2 && s[:len(errUsage.Error())+2] == errUsage.Error()+": " {
-		return s[len(errUsage.Error())+2:]
-	}
-	return s
-}
 
 func osGetenv(k string) string { return os.Getenv(k) }

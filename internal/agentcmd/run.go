@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -28,22 +27,35 @@ import (
 )
 
 func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var cfg RunConfig
-	fs := newRunFlags(&cfg, osGetenv)
-	if err := parseFlags(fs, args, osGetenv); err != nil {
-		if errors.Is(err, flag.ErrHelp) || strings.Contains(err.Error(), flag.ErrHelp.Error()) {
-			printFlags(fs, stdout)
-			return errHelp
-		}
-		return err
+	cfg, err := ParseRun(args, osGetenv)
+	if errors.Is(err, flag.ErrHelp) {
+		var help RunConfig
+		printFlags(newRunFlags(&help, osGetenv), stdout)
+		return errHelp
 	}
-	if fs.NArg() > 0 {
-		return usageError("unexpected argument %q (credlet-agent run takes only flags)", fs.Arg(0))
-	}
-	if err := cfg.validate(); err != nil {
+	if err != nil {
 		return err
 	}
 	return Run(ctx, cfg, stdout, stderr)
+}
+
+// ParseRun parses the flags of `credlet-agent run` (args after "run"), fills
+// those not given from CREDLET_<FLAG> through getenv, and checks the result
+// as the agent does before it starts. An error is one line naming the flag
+// and what is allowed; it matches flag.ErrHelp for -h and --help.
+func ParseRun(args []string, getenv func(string) string) (RunConfig, error) {
+	var cfg RunConfig
+	fs := newRunFlags(&cfg, getenv)
+	if err := parseFlags(fs, args, getenv); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, usageError("unexpected argument %q (credlet-agent run takes only flags)", fs.Arg(0))
+	}
+	if err := cfg.validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
 }
 
 func printFlags(fs *flag.FlagSet, w io.Writer) {
@@ -96,7 +108,7 @@ func Run(ctx context.Context, cfg RunConfig, stdout, stderr io.Writer) error {
 		return err
 	}
 	a.closers = append(a.closers, func() { _ = auditW.Close() })
-	a.audit = audit.New(auditW, audit.WithLogger(log), audit.WithClock(a.clock))
+	a.audit = audit.New(auditW, audit.Options{Logger: log, Clock: a.clock})
 
 	if err := a.build(ctx); err != nil {
 		return err

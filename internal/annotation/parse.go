@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/credlet/credlet/internal/credspec"
+	"github.com/credlet/credlet/internal/oneline"
 )
 
 // ErrInvalid is matched (errors.Is) by every error Parse returns.
@@ -26,9 +27,9 @@ type FieldError struct {
 
 func (e *FieldError) Error() string {
 	var b strings.Builder
-	b.WriteString("annotation " + clip(e.Key))
+	b.WriteString("annotation " + oneline.Clip(e.Key, 80))
 	if e.Value != "" {
-		b.WriteString(fmt.Sprintf("=%q", clip(e.Value)))
+		b.WriteString(fmt.Sprintf("=%q", oneline.Clip(e.Value, 80)))
 	}
 	if e.Problem != "" {
 		b.WriteString(": " + e.Problem)
@@ -119,11 +120,25 @@ func (p *state) cred(name string) *credInput {
 // every unknown key and bad value with what is allowed.
 func Parse(annotations map[string]string) (Spec, error) {
 	p := &state{creds: map[string]*credInput{}}
-	var problems []*FieldError
-	bad := func(key, value, problem, allowed string) {
-		problems = append(problems, &FieldError{Key: key, Value: value, Problem: problem, Allowed: allowed})
+	seen, problems := p.parseKeys(annotations)
+	problems = append(problems, p.applyDefaults(seen)...)
+	problems = append(problems, p.buildCredentials()...)
+	if len(p.spec.Credentials) == 0 && len(problems) == 0 {
+		problems = append(problems, &FieldError{Key: schema[0].Key, Problem: "no credential set: add at least one"})
 	}
-	seen := map[string]bool{} // schema keys present (pod-level)
+	problems = append(problems, crossCheck(&p.spec, seen)...)
+	if len(problems) > 0 {
+		slices.SortStableFunc(problems, func(a, b *FieldError) int { return strings.Compare(a.Key, b.Key) })
+		return Spec{}, &Error{Problems: problems}
+	}
+	return p.spec, nil
+}
+
+// parseKeys parses every credlet.io/ annotation with its schema row. It
+// returns the pod-level schema keys present and the problems found.
+func (p *state) parseKeys(annotations map[string]string) (map[string]bool, []*FieldError) {
+	var problems []*FieldError
+	seen := map[string]bool{}
 	for _, key := range slices.Sorted(maps.Keys(annotations)) {
 		if !strings.HasPrefix(key, Prefix) {
 			continue
@@ -131,7 +146,7 @@ func Parse(annotations map[string]string) (Spec, error) {
 		value := annotations[key]
 		f, name, err := lookup(key)
 		if err != nil {
-			bad(key, "", err.Error(), "")
+			problems = append(problems, &FieldError{Key: key, Problem: err.Error()})
 			continue
 		}
 		if f == nil {
@@ -143,7 +158,19 @@ func Parse(annotations map[string]string) (Spec, error) {
 			p.cred(name).keys = append(p.cred(name).keys, key)
 		}
 		if err := f.parse(p, name, value); err != nil {
-			bad(key, value, problemText(err), f.Allowed)
+			problems = append(problems, &FieldError{Key: key, Value: value, Problem: problemText(err), Allowed: f.Allowed})
+		}
+	}
+	return seen, problems
+}
+
+// applyDefaults parses each absent key's default. Defaults are valid
+// (TestDefaultsParse); one that is not is reported, not dropped.
+func (p *state) applyDefaults(seen map[string]bool) []*FieldError {
+	var problems []*FieldError
+	apply := func(f Field, key, name string) {
+		if err := f.parse(p, name, f.Default); err != nil {
+			problems = append(problems, &FieldError{Key: key, Value: f.Default, Problem: "the injector's default does not parse: " + problemText(err)})
 		}
 	}
 	for _, f := range schema {
@@ -151,46 +178,48 @@ func Parse(annotations map[string]string) (Spec, error) {
 			continue
 		}
 		if strings.Contains(f.Key, "<name>") {
-			for name, c := range p.creds {
-				if !slices.Contains(c.keys, credKey(f.Key, name)) {
-					_ = f.parse(p, name, f.Default) // defaults are valid: TestDefaultsParse
+			for _, name := range slices.Sorted(maps.Keys(p.creds)) {
+				if key := credKey(f.Key, name); !slices.Contains(p.creds[name].keys, key) {
+					apply(f, key, name)
 				}
 			}
 			continue
 		}
 		if !seen[f.Key] {
-			_ = f.parse(p, "", f.Default)
+			apply(f, f.Key, "")
 		}
+	}
+	return problems
+}
+
+// buildCredentials turns each set's collected path and options into a
+// credspec.Credential, the one spec the agent parses too.
+func (p *state) buildCredentials() []*FieldError {
+	var problems []*FieldError
+	bad := func(key, value, problem string) {
+		problems = append(problems, &FieldError{Key: key, Value: value, Problem: problem})
 	}
 	for _, name := range slices.Sorted(maps.Keys(p.creds)) {
 		c := p.creds[name]
 		pathKey := credKey(schema[0].Key, name)
 		if !c.hasPath {
 			if !slices.Contains(c.keys, pathKey) { // a bad path was already reported
-				bad(c.keys[0], "", "given without "+pathKey, "")
+				bad(c.keys[0], "", "given without "+pathKey)
 			}
 			continue
 		}
 		if hasOpt(c.opts, "context") && !hasOpt(c.opts, "transit") {
-			bad(credKey(Prefix+"credential.<name>.context", name), "", "needs "+credKey(Prefix+"credential.<name>.transit-key", name), "")
+			bad(credKey(Prefix+"credential.<name>.context", name), "", "needs "+credKey(Prefix+"credential.<name>.transit-key", name))
 			continue
 		}
 		cred, err := credspec.Build(name, c.path, c.opts...)
 		if err != nil {
-			bad(pathKey, c.path, problemText(credspecProblem(err)), "")
+			bad(pathKey, c.path, problemText(credspecProblem(err)))
 			continue
 		}
 		p.spec.Credentials = append(p.spec.Credentials, cred)
 	}
-	if len(p.spec.Credentials) == 0 && len(problems) == 0 {
-		bad(schema[0].Key, "", "no credential set: add at least one", "")
-	}
-	problems = append(problems, crossCheck(&p.spec, seen)...)
-	if len(problems) > 0 {
-		slices.SortStableFunc(problems, func(a, b *FieldError) int { return strings.Compare(a.Key, b.Key) })
-		return Spec{}, &Error{Problems: problems}
-	}
-	return p.spec, nil
+	return problems
 }
 
 // crossCheck enforces what one key demands of another.
@@ -298,9 +327,3 @@ func distance(a, b string) int {
 }
 
 // clip keeps a hostile value from flooding a denial.
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:77] + "..."
-	}
-	return s
-}

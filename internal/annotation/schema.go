@@ -1,7 +1,5 @@
 package annotation
 
-import "slices"
-
 // Field is one row of the schema: a key, its default, what it allows, what it
 // means, and the parser that stores its value in the Spec.
 type Field struct {
@@ -135,7 +133,7 @@ var schema = []Field{
 	{
 		Key: Prefix + "sidecar", DefaultDoc: "injector config, else `native`",
 		Allowed: "`native`, `classic`",
-		Doc:     "`native`: init container with `restartPolicy: Always` and a startup probe; `classic`: an `--once` init container plus a sidecar.",
+		Doc:     "`native`: init container with `restartPolicy: Always` and a startup probe; `classic`: a sidecar container, plus an `--once` init container that fills the files first when files are delivered (with the socket alone the app's client waits on `not_ready`).",
 		parse:   parseSidecar,
 	},
 	{
@@ -163,9 +161,6 @@ var schema = []Field{
 		parse:   parseStatus,
 	},
 }
-
-// Schema returns a copy of the schema table, in documentation order.
-func Schema() []Field { return slices.Clone(schema) }
 
 // Keys returns every key the schema knows, "<name>" standing for a
 // credential set's name.

@@ -34,6 +34,9 @@ const (
 	AuthAppRole    Auth = "approle"
 )
 
+// Auths are the values credlet.io/auth admits.
+var Auths = []Auth{AuthKubernetes, AuthAppRole}
+
 // Sidecar is how the agent is added to the pod.
 type Sidecar string
 
@@ -47,11 +50,17 @@ const (
 	SidecarClassic Sidecar = "classic"
 )
 
+// Sidecars are the values credlet.io/sidecar admits.
+var Sidecars = []Sidecar{SidecarNative, SidecarClassic}
+
 // Delivery says how credentials reach the app.
 type Delivery struct {
 	Socket bool // HTTP over the Unix socket
 	Files  bool // files on the tmpfs
 }
+
+// Deliveries are the shapes credlet.io/delivery admits.
+var Deliveries = []Delivery{{Socket: true, Files: true}, {Socket: true}, {Files: true}}
 
 // String renders the annotation value, "socket,files", "socket" or "files".
 func (d Delivery) String() string {

@@ -3,7 +3,6 @@ package annotation
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -14,8 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/credlet/credlet/internal/credspec"
-	"github.com/credlet/credlet/internal/notify"
-	"github.com/credlet/credlet/internal/verify"
+	"github.com/credlet/credlet/internal/oneline"
 )
 
 // errBad is returned by a parser whose value is simply not in the allowed
@@ -39,7 +37,7 @@ var (
 // credspecProblem strips credspec's sentinel prefix: the denial already
 // names the key.
 func credspecProblem(err error) error {
-	return errors.New(strings.TrimPrefix(err.Error(), credspec.ErrInvalid.Error()+": "))
+	return errors.New(credspec.ProblemOf(err))
 }
 
 func parseCredPath(p *state, name, v string) error {
@@ -80,8 +78,7 @@ func parseCredOptional(p *state, name, v string) error {
 }
 
 func parseAuth(p *state, _, v string) error {
-	switch a := Auth(v); a {
-	case AuthKubernetes, AuthAppRole:
+	if a := Auth(v); slices.Contains(Auths, a) {
 		p.spec.Auth = a
 		return nil
 	}
@@ -112,68 +109,43 @@ func parseAppRoleSecret(p *state, _, v string) error {
 	return nil
 }
 
-// checkURL accepts an absolute http or https URL with a host and nothing
-// that could carry a secret or confuse a flag (user info, fragment, spaces).
-func checkURL(v string, allowQuery bool) error {
-	u, err := url.Parse(v)
-	if err != nil {
-		return errBad
-	}
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return errors.New("scheme must be http or https")
-	case u.Host == "" || u.Hostname() == "":
-		return errors.New("no host")
-	case u.User != nil:
-		return errors.New("user info is not allowed")
-	case u.Fragment != "" || strings.Contains(v, "#"):
-		return errors.New("a fragment is not allowed")
-	case !allowQuery && u.RawQuery != "":
-		return errors.New("a query is not allowed")
-	case strings.ContainsAny(v, " \t\r\n\x00"):
-		return errors.New("whitespace is not allowed")
-	}
-	return nil
-}
-
 func parseVaultAddr(p *state, _, v string) error {
-	if err := checkURL(v, false); err != nil {
-		return err
+	if err := credspec.CheckVaultAddr(v); err != nil {
+		return errors.New(credspec.ProblemOf(err))
 	}
 	p.spec.VaultAddr = v
 	return nil
 }
 
-// parseVerifyURL and parseNotify use the agent's own parsers, so the
+// parseVerifyURL and parseNotify use the parsers the agent uses, so the
 // injector accepts exactly what the agent will.
 func parseVerifyURL(p *state, _, v string) error {
-	if _, err := verify.New(v, verify.Options{}); err != nil {
-		return err
+	if _, err := credspec.ParseVerifyURL(v); err != nil {
+		return errors.New(credspec.ProblemOf(err))
 	}
 	p.spec.VerifyURL = v
 	return nil
 }
 
 func parseNotify(p *state, _, v string) error {
-	if _, err := notify.Parse(v); err != nil {
-		return errors.New(strings.TrimPrefix(err.Error(), notify.ErrSpec.Error()+" "))
+	if _, err := credspec.ParseNotify(v); err != nil {
+		return errors.New(credspec.ProblemOf(err))
 	}
 	p.spec.Notify = v
 	return nil
 }
 
 func parseDelivery(p *state, _, v string) error {
-	switch v {
-	case "socket,files", "files,socket":
-		p.spec.Delivery = Delivery{Socket: true, Files: true}
-	case "socket":
-		p.spec.Delivery = Delivery{Socket: true}
-	case "files":
-		p.spec.Delivery = Delivery{Files: true}
-	default:
-		return errBad
+	if v == "files,socket" {
+		v = "socket,files"
 	}
-	return nil
+	for _, d := range Deliveries {
+		if d.String() == v {
+			p.spec.Delivery = d
+			return nil
+		}
+	}
+	return errBad
 }
 
 func parseContainers(p *state, _, v string) error {
@@ -184,7 +156,7 @@ func parseContainers(p *state, _, v string) error {
 	for i, n := range names {
 		n = strings.TrimSpace(n)
 		if errs := validation.IsDNS1123Label(n); len(errs) > 0 {
-			return fmt.Errorf("%q: %s", clip(n), strings.Join(errs, "; "))
+			return fmt.Errorf("%q: %s", oneline.Clip(n, 80), strings.Join(errs, "; "))
 		}
 		if slices.Contains(names[:i], n) {
 			return fmt.Errorf("%q listed twice", n)
@@ -223,8 +195,7 @@ func parseRefresh(p *state, _, v string) error {
 }
 
 func parseSidecar(p *state, _, v string) error {
-	switch s := Sidecar(v); s {
-	case SidecarNative, SidecarClassic:
+	if s := Sidecar(v); slices.Contains(Sidecars, s) {
 		p.spec.Sidecar = s
 		return nil
 	}

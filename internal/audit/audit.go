@@ -77,8 +77,22 @@ const (
 	DefaultMaxTracked = 1 << 16
 )
 
-// Option configures a Logger.
-type Option func(*options)
+// Options configure a Logger. Zero values take the defaults.
+type Options struct {
+	// Clock times records, the summary minute and the fsync interval
+	// (default clock.Real).
+	Clock clock.Clock
+	// QueueSize is how many records may wait for the writer (default
+	// DefaultQueueSize). Beyond it, records are dropped and counted in a gap
+	// record.
+	QueueSize int
+	// SyncInterval is how long written records may wait for an fsync
+	// (default DefaultSyncInterval). Only writers with a Sync method are
+	// synced.
+	SyncInterval time.Duration
+	// Logger is where write failures are reported (default: discarded).
+	Logger *slog.Logger
+}
 
 type options struct {
 	clock      clock.Clock
@@ -89,28 +103,25 @@ type options struct {
 	log        *slog.Logger
 }
 
-// WithClock sets the clock for timestamps, the summary minute and the fsync
-// interval (default clock.Real).
-func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
-
-// WithQueueSize sets how many records may wait for the writer (default
-// DefaultQueueSize, minimum 1). Beyond it, records are dropped and counted in
-// a gap record.
-func WithQueueSize(n int) Option { return func(o *options) { o.queue = max(n, 1) } }
-
-// WithSummaryInterval sets how often repeated reads are summarised (default
-// one minute).
-func WithSummaryInterval(d time.Duration) Option { return func(o *options) { o.summary = d } }
-
-// WithSyncInterval sets how long written records may wait for an fsync
-// (default one second). Only writers with a Sync method are synced.
-func WithSyncInterval(d time.Duration) Option { return func(o *options) { o.sync = d } }
-
-// WithMaxTracked bounds the read-summary table (default DefaultMaxTracked).
-func WithMaxTracked(n int) Option { return func(o *options) { o.maxTracked = max(n, 0) } }
-
-// WithLogger sets where write failures are reported (default: discarded).
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+func (o Options) withDefaults() options {
+	out := options{
+		clock: o.Clock, queue: o.QueueSize, summary: DefaultSummaryInterval, sync: o.SyncInterval,
+		maxTracked: DefaultMaxTracked, log: o.Logger,
+	}
+	if out.clock == nil {
+		out.clock = clock.Real
+	}
+	if out.queue <= 0 {
+		out.queue = DefaultQueueSize
+	}
+	if out.sync <= 0 {
+		out.sync = DefaultSyncInterval
+	}
+	if out.log == nil {
+		out.log = slog.New(slog.DiscardHandler)
+	}
+	return out
+}
 
 // Logger writes the hash-chained audit trail. Log and ObserveRead may be
 // called from any goroutine and never block; Run, the only writer, drains
@@ -144,19 +155,14 @@ type Chained interface {
 
 // New returns a logger writing to w. If w implements Chained, the first
 // record continues that chain; otherwise it starts a new one (seq 1, prev
-// ""). Call Run to write anything; close w only after Run returned.
-func New(w io.Writer, opts ...Option) *Logger {
-	o := options{
-		clock:      clock.Real,
-		queue:      DefaultQueueSize,
-		summary:    DefaultSummaryInterval,
-		sync:       DefaultSyncInterval,
-		maxTracked: DefaultMaxTracked,
-		log:        slog.New(slog.DiscardHandler),
+// ""). Call Run to write anything; close w only after Run returned. opts
+// is at most one Options; none takes the defaults.
+func New(w io.Writer, opts ...Options) *Logger {
+	var given Options
+	if len(opts) > 0 {
+		given = opts[0]
 	}
-	for _, f := range opts {
-		f(&o)
-	}
+	o := given.withDefaults()
 	l := &Logger{w: w, opt: o, queue: make(chan entry, o.queue)}
 	l.reads.init(int64(o.maxTracked))
 	if c, ok := w.(Chained); ok {

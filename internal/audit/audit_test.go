@@ -102,7 +102,7 @@ func decodeAll(t *testing.T, b []byte) []decoded {
 func TestChainVerifies(t *testing.T) {
 	var buf syncBuffer
 	fc := clock.NewFake(t0)
-	l := New(&buf, WithClock(fc))
+	l := New(&buf, Options{Clock: fc})
 	stop := start(t, l)
 	peer := &Peer{UID: 1000, GID: 1000, PID: 4242}
 	recs := []Record{
@@ -167,7 +167,7 @@ func TestDetailClipped(t *testing.T) {
 
 func TestGapOnOverflow(t *testing.T) {
 	var buf syncBuffer
-	l := New(&buf, WithQueueSize(2))
+	l := New(&buf, Options{QueueSize: 2})
 	// Run is not draining yet: two fit, the rest are dropped.
 	for i := range 100 {
 		l.Log(Record{Event: Fetch, Credential: "c", Version: i + 1, Result: "ok"})
@@ -203,7 +203,7 @@ func TestLogConcurrent(t *testing.T) {
 	}{{"roomy queue", 1 << 14}, {"tiny queue", 4}} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf syncBuffer
-			l := New(&buf, WithQueueSize(tc.queue))
+			l := New(&buf, Options{QueueSize: tc.queue})
 			stop := start(t, l)
 			const goroutines, each = 16, 500
 			var wg sync.WaitGroup
@@ -358,7 +358,7 @@ func TestTornWriteIsReported(t *testing.T) {
 func TestSyncPeriodicAndOnShutdown(t *testing.T) {
 	w := &flakyWriter{}
 	fc := clock.NewFake(t0)
-	l := New(w, WithClock(fc), WithSyncInterval(time.Second))
+	l := New(w, Options{Clock: fc, SyncInterval: time.Second})
 	stop := start(t, l)
 	waitTimers(t, fc, 1) // summary timer
 	l.Log(Record{Event: Login, Result: "ok"})

@@ -38,7 +38,7 @@ func readCounts(t *testing.T, b []byte) (sums map[string]uint64, firsts int) {
 func TestReadSummary(t *testing.T) {
 	var buf syncBuffer
 	fc := clock.NewFake(t0)
-	l := New(&buf, WithClock(fc))
+	l := New(&buf, Options{Clock: fc})
 	stop := start(t, l)
 	waitTimers(t, fc, 1)
 

@@ -21,7 +21,7 @@ func chain(t testing.TB, n int) [][]byte {
 	t.Helper()
 	var buf syncBuffer
 	fc := clock.NewFake(t0)
-	l := New(&buf, WithClock(fc), WithQueueSize(n))
+	l := New(&buf, Options{Clock: fc, QueueSize: n})
 	events := []Event{Login, Fetch, Decrypt, Commit, Read, Renew, Deny, VerifyEvent}
 	for i := range n {
 		r := Record{Event: events[i%len(events)], Credential: "zerodha", Version: i/4 + 1, Result: "ok"}
@@ -256,7 +256,7 @@ func (r *failingReader) Read(p []byte) (int, error) {
 
 func ExampleVerify() {
 	var buf bytes.Buffer
-	l := New(&buf, WithClock(clock.NewFake(t0)))
+	l := New(&buf, Options{Clock: clock.NewFake(t0)})
 	l.Log(Record{Event: Login, Result: "ok"})
 	l.Log(Record{Event: Commit, Credential: "zerodha", Version: 7, Result: "ok"})
 	ctx, cancel := contextCanceled()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/credlet/credlet/internal/clock"
+	"github.com/credlet/credlet/internal/oneline"
 )
 
 // maxBatch is how many queued records the writer encodes before it writes
@@ -111,7 +112,7 @@ func (w *batchWriter) add(e entry) {
 	r := e.rec
 	ln := line{
 		TS: e.ts, Event: r.Event, Credential: r.Credential, Version: r.Version,
-		Result: r.Result, Detail: clip(r.Detail, maxDetail),
+		Result: r.Result, Detail: oneline.Clip(r.Detail, maxDetail),
 	}
 	if e.hasPeer {
 		ln.Peer = &e.peer

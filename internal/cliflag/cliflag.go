@@ -3,28 +3,101 @@
 package cliflag
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 )
 
-// Clean turns the flag package's messages into one line of the form
-// "--name: problem". program names the command for --help in the message
-// about an unknown flag ("credlet-agent run").
-func Clean(err error, program string) string {
-	msg := err.Error()
-	if name, rest, ok := strings.Cut(msg, "invalid value "); ok && name == "" {
-		// invalid value "x" for flag -name: reason
-		if q, r, ok := strings.Cut(rest, " for flag -"); ok {
-			flagName, reason, _ := strings.Cut(r, ": ")
-			return fmt.Sprintf("--%s: %s: %s", flagName, q, reason)
+// FlagError is a value its flag refused: "--name: "value": reason".
+type FlagError struct {
+	Flag  string
+	Value string
+	Err   error
+}
+
+func (e *FlagError) Error() string { return fmt.Sprintf("--%s: %q: %v", e.Flag, e.Value, e.Err) }
+func (e *FlagError) Unwrap() error { return e.Err }
+
+// UnknownFlagError is a flag the command does not define.
+type UnknownFlagError struct {
+	Flag    string
+	Program string // the command, for the --help hint ("credlet-agent run")
+}
+
+func (e *UnknownFlagError) Error() string {
+	return fmt.Sprintf("unknown flag --%s (see %s --help)", e.Flag, e.Program)
+}
+
+// recorder remembers which flag refused which value.
+type recorder struct {
+	flag.Value
+	name   string
+	failed **FlagError
+}
+
+func (r *recorder) Set(v string) error {
+	err := r.Value.Set(v)
+	if err != nil && *r.failed == nil {
+		*r.failed = &FlagError{Flag: r.name, Value: v, Err: err}
+	}
+	return err
+}
+
+func (r *recorder) IsBoolFlag() bool {
+	b, ok := r.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// Parse parses args into fs. Its error is one line naming the flag: a
+// *FlagError for a value its flag refuses, an *UnknownFlagError for a flag
+// fs does not define, flag.ErrHelp for -h or --help, else the flag
+// package's own message (a missing argument). program names the command
+// for the --help hint.
+func Parse(fs *flag.FlagSet, args []string, program string) error {
+	var failed *FlagError
+	orig := map[string]flag.Value{}
+	fs.VisitAll(func(f *flag.Flag) {
+		orig[f.Name] = f.Value
+		f.Value = &recorder{Value: f.Value, name: f.Name, failed: &failed}
+	})
+	err := fs.Parse(args)
+	fs.VisitAll(func(f *flag.Flag) { f.Value = orig[f.Name] })
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return err
+	case failed != nil:
+		return failed
+	}
+	if name, ok := unknownFlag(fs, args); ok {
+		return &UnknownFlagError{Flag: name, Program: program}
+	}
+	return err
+}
+
+// unknownFlag finds the first flag in args that fs does not define, walking
+// args as the flag package does (it stops at "--" or the first non-flag).
+func unknownFlag(fs *flag.FlagSet, args []string) (string, bool) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || len(a) < 2 || a[0] != '-' {
+			return "", false
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name == "h" || name == "help" {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			return name, true
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !hasValue && !(ok && b.IsBoolFlag()) {
+			i++ // the next argument is the value
 		}
 	}
-	if rest, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
-		return fmt.Sprintf("unknown flag --%s (see %s --help)", strings.TrimPrefix(rest, "-"), program)
-	}
-	return msg
+	return "", false
 }
 
 // CheckLog says in one line which of --log-level and --log-format is wrong

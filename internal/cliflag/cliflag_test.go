@@ -2,6 +2,7 @@ package cliflag
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"io"
 	"strings"
@@ -9,25 +10,47 @@ import (
 	"time"
 )
 
-func TestClean(t *testing.T) {
+func TestParse(t *testing.T) {
 	for _, tc := range []struct {
-		args []string
-		want string
+		args    []string
+		want    string
+		unknown bool
+		value   bool
 	}{
-		{[]string{"--wait", "soon"}, `--wait: "soon": parse error`},
-		{[]string{"--colour"}, "unknown flag --colour (see prog --help)"},
-		{[]string{"--wait"}, "flag needs an argument: -wait"},
+		{[]string{"--wait", "soon"}, `--wait: "soon": parse error`, false, true},
+		{[]string{"--colour"}, "unknown flag --colour (see prog --help)", true, false},
+		{[]string{"-v", "--wait=1s", "--colour=red"}, "unknown flag --colour (see prog --help)", true, false},
+		{[]string{"--wait", "--colour"}, `--wait: "--colour": parse error`, false, true},
+		{[]string{"--wait"}, "flag needs an argument: -wait", false, false},
 	} {
 		fs := flag.NewFlagSet("prog", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
 		fs.Duration("wait", time.Second, "")
-		err := fs.Parse(tc.args)
+		fs.Bool("v", false, "")
+		err := Parse(fs, tc.args, "prog")
 		if err == nil {
 			t.Fatalf("%v parsed", tc.args)
 		}
-		if got := Clean(err, "prog"); got != tc.want {
+		if got := err.Error(); got != tc.want {
 			t.Errorf("%v: %q, want %q", tc.args, got, tc.want)
 		}
+		var ue *UnknownFlagError
+		var fe *FlagError
+		if errors.As(err, &ue) != tc.unknown || errors.As(err, &fe) != tc.value {
+			t.Errorf("%v: %T, want unknown=%t value=%t", tc.args, err, tc.unknown, tc.value)
+		}
+	}
+	fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	wait := fs.Duration("wait", time.Second, "")
+	if err := Parse(fs, []string{"--help"}, "prog"); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("--help: %v, want flag.ErrHelp", err)
+	}
+	if err := Parse(fs, []string{"--wait=2s"}, "prog"); err != nil || *wait != 2*time.Second {
+		t.Errorf("--wait=2s: %v %v", *wait, err)
+	}
+	if _, wrapped := fs.Lookup("wait").Value.(*recorder); wrapped {
+		t.Error("Parse left its recorder on the flag")
 	}
 }
 

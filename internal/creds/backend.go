@@ -4,17 +4,20 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/credlet/credlet/internal/vault"
 )
 
-// Errors callers tell apart with errors.Is.
+// Errors callers tell apart with errors.Is. The Vault kinds are package
+// vault's own: one taxonomy for the agent, the CLI and the file backend.
 var (
 	ErrUsage       = errors.New("usage")
-	ErrCASConflict = errors.New("check-and-set conflict")
+	ErrCASConflict = vault.ErrCASConflict
 	ErrNoMount     = errors.New("no KV v2 mount")
-	ErrPermission  = errors.New("permission denied")
-	ErrNotFound    = errors.New("not found")
-	ErrDeleted     = errors.New("version revoked")
-	ErrUnreachable = errors.New("cannot reach Vault")
+	ErrPermission  = vault.ErrPermission
+	ErrNotFound    = vault.ErrNotFound
+	ErrDeleted     = vault.ErrDeleted
+	ErrUnreachable = vault.ErrUnreachable
 	ErrTransit     = errors.New("transit")
 )
 
@@ -32,6 +35,12 @@ func (e *kindError) Error() string         { return e.msg }
 func (e *kindError) Is(target error) bool  { return target == e.kind }
 func (e *kindError) Unwrap() error         { return e.err }
 func newKind(kind error, msg string) error { return &kindError{kind: kind, msg: msg} }
+
+// casError reports a check-and-set conflict on path.
+func casError(path string, want, have int) error {
+	e := &vault.CASError{Path: path, Want: want, Have: have}
+	return &kindError{kind: ErrCASConflict, msg: e.Error(), err: e}
+}
 
 // Secret is one version of a credential set as read back.
 type Secret struct {

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/credlet/credlet/internal/securemem"
 )
 
 // WriteOptions shape put and rotate.
@@ -80,7 +82,7 @@ func encrypt(ctx context.Context, b Backend, fields map[string][]byte, o WriteOp
 // Put writes a new version with check-and-set o.CAS (0: create). It
 // wipes fields.
 func Put(ctx context.Context, b Backend, path string, fields map[string][]byte, o WriteOptions) (Result, error) {
-	defer wipe(fields)
+	defer securemem.WipeFields(fields)
 	if err := o.validate(fields); err != nil {
 		return Result{}, err
 	}
@@ -108,7 +110,7 @@ var transitPrefix = []byte("vault:v")
 // plaintext value never replaces an encrypted one by accident. It wipes
 // fields.
 func Rotate(ctx context.Context, b Backend, path string, fields map[string][]byte, o WriteOptions) (Result, error) {
-	defer wipe(fields)
+	defer securemem.WipeFields(fields)
 	if err := o.validate(fields); err != nil {
 		return Result{}, err
 	}
@@ -128,7 +130,7 @@ func Rotate(ctx context.Context, b Backend, path string, fields map[string][]byt
 		if old, err = b.Read(ctx, path, m.Current); err != nil {
 			return Result{}, err
 		}
-		defer wipe(old.Fields)
+		defer securemem.WipeFields(old.Fields)
 		if old.Version != m.Current { // a write landed between the two reads
 			return Result{}, casError(path, m.Current, old.Version)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/credlet/credlet/internal/filesource"
+	"github.com/credlet/credlet/internal/securemem"
 )
 
 // File is the embedded encrypted file backend (--source file:PATH).
@@ -115,7 +116,7 @@ func (f *File) Write(ctx context.Context, path string, fields map[string][]byte,
 		return err
 	})
 	if err != nil {
-		wipe(fields)
+		securemem.WipeFields(fields)
 		return 0, f.fileErr(err)
 	}
 	return v, nil

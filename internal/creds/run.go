@@ -66,88 +66,124 @@ type Invocation struct {
 // Run executes inv against b. Results go to stdout, warnings to stderr;
 // values never go anywhere.
 func Run(ctx context.Context, b Backend, inv Invocation, stdin io.Reader, stdout, stderr io.Writer) error {
-	a := inv.Args
-	need := func(n int, form string) error {
-		if len(a) < n || (n < 2 && len(a) != n) {
-			return usage("usage: credlet-agent creds " + form)
-		}
-		return nil
-	}
 	if inv.CASSet && inv.Command != "put" {
 		return usage("--cas applies to put (rotate and rollback check-and-set on the version they read)")
 	}
-	switch inv.Command {
-	case "put", "rotate":
-		form := inv.Command + " PATH FIELD=@FILE|FIELD=-|FIELD=VALUE..."
-		if err := need(2, form); err != nil {
-			return err
-		}
-		if inv.Command == "put" && inv.Write.CAS < 0 {
-			return usage(fmt.Sprintf("--cas %d: want 0 (create) or the current version", inv.Write.CAS))
-		}
-		fields, err := ParseAssignments(a[1:], stdin, stderr)
-		if err != nil {
-			return err
-		}
-		var res Result
-		if inv.Command == "put" {
-			res, err = Put(ctx, b, a[0], fields, inv.Write)
-		} else {
-			res, err = Rotate(ctx, b, a[0], fields, inv.Write)
-		}
-		if err != nil {
-			return err
-		}
-		printWrite(stdout, inv.Command, b, res)
-	case "revoke":
-		if err := need(1, "revoke PATH"); err != nil {
-			return err
-		}
-		res, err := Revoke(ctx, b, a[0])
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "revoked %s version %d on %s (soft-deleted; agents report it and keep their last good version until a new one: creds rotate %s ...)\n",
-			res.Path, res.From, b.Describe(), res.Path)
-	case "rollback":
-		if len(a) != 2 {
-			return usage("usage: credlet-agent creds rollback PATH VERSION")
-		}
-		v, err := strconv.Atoi(a[1])
-		if err != nil {
-			return usage(fmt.Sprintf("rollback VERSION %q: want a version number (see creds history %s)", a[1], a[0]))
-		}
-		res, err := Rollback(ctx, b, a[0], v)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "rolled back %s on %s: version %d re-published as version %d (fields: %s)\n",
-			res.Path, b.Describe(), v, res.To, strings.Join(res.Changed, ", "))
-	case "history":
-		if err := need(1, "history PATH"); err != nil {
-			return err
-		}
-		m, err := b.Metadata(ctx, a[0])
-		if err != nil {
-			return err
-		}
-		printHistory(stdout, m)
-	case "list":
-		if err := need(1, "list PREFIX"); err != nil {
-			return err
-		}
-		names, err := b.List(ctx, a[0])
-		if err != nil {
-			return err
-		}
-		if len(names) == 0 {
-			fmt.Fprintf(stderr, "credlet-agent: nothing under %s on %s\n", a[0], b.Describe())
-		}
-		for _, n := range names {
-			fmt.Fprintln(stdout, n)
-		}
-	default:
+	cmd, ok := commandTable[inv.Command]
+	if !ok {
 		return usage(fmt.Sprintf("unknown creds command %q (allowed: %s)", inv.Command, strings.Join(Commands, ", ")))
+	}
+	return cmd(ctx, &call{b: b, inv: inv, args: inv.Args, stdin: stdin, stdout: stdout, stderr: stderr})
+}
+
+// call is one command's inputs and outputs.
+type call struct {
+	b              Backend
+	inv            Invocation
+	args           []string
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// need checks the positional arguments: exactly n, or at least n when n is
+// 2 or more.
+func (c *call) need(n int, form string) error {
+	if len(c.args) < n || (n < 2 && len(c.args) != n) {
+		return usage("usage: credlet-agent creds " + form)
+	}
+	return nil
+}
+
+// commandTable maps each creds command to its step.
+var commandTable = map[string]func(context.Context, *call) error{
+	"put":      runWrite,
+	"rotate":   runWrite,
+	"revoke":   runRevoke,
+	"rollback": runRollback,
+	"history":  runHistory,
+	"list":     runList,
+}
+
+func runWrite(ctx context.Context, c *call) error {
+	cmd, a := c.inv.Command, c.args
+	if err := c.need(2, cmd+" PATH FIELD=@FILE|FIELD=-|FIELD=VALUE..."); err != nil {
+		return err
+	}
+	if cmd == "put" && c.inv.Write.CAS < 0 {
+		return usage(fmt.Sprintf("--cas %d: want 0 (create) or the current version", c.inv.Write.CAS))
+	}
+	fields, err := ParseAssignments(a[1:], c.stdin, c.stderr)
+	if err != nil {
+		return err
+	}
+	write := Rotate
+	if cmd == "put" {
+		write = Put
+	}
+	res, err := write(ctx, c.b, a[0], fields, c.inv.Write)
+	if err != nil {
+		return err
+	}
+	printWrite(c.stdout, cmd, c.b, res)
+	return nil
+}
+
+func runRevoke(ctx context.Context, c *call) error {
+	if err := c.need(1, "revoke PATH"); err != nil {
+		return err
+	}
+	res, err := Revoke(ctx, c.b, c.args[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "revoked %s version %d on %s (soft-deleted; agents report it and keep their last good version until a new one: creds rotate %s ...)\n",
+		res.Path, res.From, c.b.Describe(), res.Path)
+	return nil
+}
+
+func runRollback(ctx context.Context, c *call) error {
+	a := c.args
+	if len(a) != 2 {
+		return usage("usage: credlet-agent creds rollback PATH VERSION")
+	}
+	v, err := strconv.Atoi(a[1])
+	if err != nil {
+		return usage(fmt.Sprintf("rollback VERSION %q: want a version number (see creds history %s)", a[1], a[0]))
+	}
+	res, err := Rollback(ctx, c.b, a[0], v)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "rolled back %s on %s: version %d re-published as version %d (fields: %s)\n",
+		res.Path, c.b.Describe(), v, res.To, strings.Join(res.Changed, ", "))
+	return nil
+}
+
+func runHistory(ctx context.Context, c *call) error {
+	if err := c.need(1, "history PATH"); err != nil {
+		return err
+	}
+	m, err := c.b.Metadata(ctx, c.args[0])
+	if err != nil {
+		return err
+	}
+	printHistory(c.stdout, m)
+	return nil
+}
+
+func runList(ctx context.Context, c *call) error {
+	if err := c.need(1, "list PREFIX"); err != nil {
+		return err
+	}
+	names, err := c.b.List(ctx, c.args[0])
+	if err != nil {
+		return err
+	}
+	if len(names) == 0 {
+		fmt.Fprintf(c.stderr, "credlet-agent: nothing under %s on %s\n", c.args[0], c.b.Describe())
+	}
+	for _, n := range names {
+		fmt.Fprintln(c.stdout, n)
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ const maxValue = 1 << 20
 func ParseAssignments(args []string, stdin io.Reader, warn io.Writer) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	fail := func(err error) (map[string][]byte, error) {
-		wipe(out)
+		securemem.WipeFields(out)
 		return nil, err
 	}
 	usedStdin := false
@@ -106,10 +106,4 @@ func readBounded(r io.Reader, what string) ([]byte, error) {
 	out := slices.Clone(v)
 	securemem.Wipe(raw[:cap(raw)])
 	return out, nil
-}
-
-func wipe(fields map[string][]byte) {
-	for _, v := range fields {
-		securemem.Wipe(v)
-	}
 }

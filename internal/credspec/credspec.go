@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/credlet/credlet/internal/oneline"
 )
 
 // Format is how a credential set is written to the tmpfs.
@@ -37,6 +39,36 @@ type Credential struct {
 // ErrInvalid is wrapped by every parse error.
 var ErrInvalid = errors.New("invalid credential spec")
 
+// Problem is a parse error: what was wrong and what is allowed. Its
+// message is "<Kind>: <Text>"; a caller that names the input itself (an
+// annotation key, a flag) shows Text alone (ProblemOf).
+type Problem struct {
+	Kind error // ErrInvalid, ErrVaultAddr, ErrNotify, ErrVerifyURL
+	Also error // a narrower kind it matches too (ErrNotLoopback), or nil
+	Text string
+}
+
+func (p *Problem) Error() string { return p.Kind.Error() + ": " + p.Text }
+
+// Is matches Kind and Also.
+func (p *Problem) Is(target error) bool {
+	return target == p.Kind || (p.Also != nil && target == p.Also)
+}
+
+// ProblemOf returns a parse error's text without its kind, or err's
+// message when it is not a *Problem.
+func ProblemOf(err error) string {
+	var p *Problem
+	if errors.As(err, &p) {
+		return p.Text
+	}
+	return err.Error()
+}
+
+func invalid(format string, args ...any) error {
+	return &Problem{Kind: ErrInvalid, Text: fmt.Sprintf(format, args...)}
+}
+
 var (
 	segmentRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
 	keyRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
@@ -52,12 +84,12 @@ const maxSpecLen = 4096
 func Parse(spec string) (Credential, error) {
 	name, rest, ok := strings.Cut(spec, "=")
 	if !ok {
-		return Credential{}, fmt.Errorf("%w %q: want NAME=KV_PATH[;transit=KEY][;context=CTX][;fields=a,b][;format=files|json|env][;optional]", ErrInvalid, clip(spec))
+		return Credential{}, fmt.Errorf("%w %q: want NAME=KV_PATH[;transit=KEY][;context=CTX][;fields=a,b][;format=files|json|env][;optional]", ErrInvalid, oneline.Clip(spec, 80))
 	}
 	parts := strings.Split(rest, ";")
 	c, err := Build(name, parts[0], parts[1:]...)
 	if err != nil {
-		return Credential{}, fmt.Errorf("%w %q: %s", ErrInvalid, clip(spec), strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+		return Credential{}, fmt.Errorf("%w %q: %s", ErrInvalid, oneline.Clip(spec, 80), ProblemOf(err))
 	}
 	return c, nil
 }
@@ -70,7 +102,7 @@ func Build(name, kvPath string, opts ...string) (Credential, error) {
 		size += len(o) + 1
 	}
 	if size > maxSpecLen {
-		return Credential{}, fmt.Errorf("%w: longer than %d bytes", ErrInvalid, maxSpecLen)
+		return Credential{}, invalid("longer than %d bytes", maxSpecLen)
 	}
 	if err := ValidateName(name); err != nil {
 		return Credential{}, err
@@ -85,33 +117,33 @@ func Build(name, kvPath string, opts ...string) (Credential, error) {
 		k, v, hasValue := strings.Cut(opt, "=")
 		k = strings.TrimSpace(k)
 		if seen[k] {
-			return Credential{}, fmt.Errorf("%w: option %q given twice", ErrInvalid, k)
+			return Credential{}, invalid("option %q given twice", k)
 		}
 		seen[k] = true
 		switch k {
 		case "transit":
 			if !keyRE.MatchString(v) {
-				return Credential{}, fmt.Errorf("%w: transit key %q: allowed letters, digits, '.', '_', '-' (1-128)", ErrInvalid, clip(v))
+				return Credential{}, invalid("transit key %q: allowed letters, digits, '.', '_', '-' (1-128)", oneline.Clip(v, 80))
 			}
 			c.TransitKey = v
 		case "context":
 			if v == "" || len(v) > 256 || strings.ContainsAny(v, "\x00\n\r;") {
-				return Credential{}, fmt.Errorf("%w: context must be 1-256 bytes on one line, without ';'", ErrInvalid)
+				return Credential{}, invalid("context must be 1-256 bytes on one line, without ';'")
 			}
 			c.Context = v
 		case "fields":
 			for f := range strings.SplitSeq(v, ",") {
 				if !fieldRE.MatchString(f) {
-					return Credential{}, fmt.Errorf("%w: field %q: allowed letters, digits, '.', '_', '-', not starting with '.' (1-128)", ErrInvalid, clip(f))
+					return Credential{}, invalid("field %q: allowed letters, digits, '.', '_', '-', not starting with '.' (1-128)", oneline.Clip(f, 80))
 				}
 				if slices.Contains(c.Fields, f) {
-					return Credential{}, fmt.Errorf("%w: field %q listed twice", ErrInvalid, f)
+					return Credential{}, invalid("field %q listed twice", f)
 				}
 				c.Fields = append(c.Fields, f)
 			}
 		case "format":
 			if !slices.Contains(Formats, Format(v)) {
-				return Credential{}, fmt.Errorf("%w: format %q: allowed files, json, env", ErrInvalid, clip(v))
+				return Credential{}, invalid("format %q: allowed files, json, env", oneline.Clip(v, 80))
 			}
 			c.Format = Format(v)
 		case "optional":
@@ -121,14 +153,14 @@ func Build(name, kvPath string, opts ...string) (Credential, error) {
 			case v == "false":
 				c.Optional = false
 			default:
-				return Credential{}, fmt.Errorf("%w: optional %q: allowed no value, true or false", ErrInvalid, clip(v))
+				return Credential{}, invalid("optional %q: allowed no value, true or false", oneline.Clip(v, 80))
 			}
 		default:
-			return Credential{}, fmt.Errorf("%w: unknown option %q (allowed: %s)", ErrInvalid, clip(k), strings.Join(Options, ", "))
+			return Credential{}, invalid("unknown option %q (allowed: %s)", oneline.Clip(k, 80), strings.Join(Options, ", "))
 		}
 	}
 	if c.Context != "" && c.TransitKey == "" {
-		return Credential{}, fmt.Errorf("%w: context needs transit=KEY", ErrInvalid)
+		return Credential{}, invalid("context needs transit=KEY")
 	}
 	return c, nil
 }
@@ -137,7 +169,7 @@ func Build(name, kvPath string, opts ...string) (Credential, error) {
 // directory name and a URL path element.
 func ValidateName(name string) error {
 	if !validName(name) {
-		return fmt.Errorf("%w: name %q: allowed lower-case letters, digits, '-', '_', 1-63, starting and ending with a letter or digit", ErrInvalid, clip(name))
+		return invalid("name %q: allowed lower-case letters, digits, '-', '_', 1-63, starting and ending with a letter or digit", oneline.Clip(name, 80))
 	}
 	return nil
 }
@@ -166,14 +198,14 @@ func SplitKVPath(p string) (mount, path string, err error) {
 	segs := strings.Split(p, "/")
 	for _, s := range segs {
 		if !segmentRE.MatchString(s) {
-			return "", "", fmt.Errorf("%w: KV path %q: want MOUNT/PATH with segments of letters, digits, '.', '_', '-' (no empty, '.' or '..' segment)", ErrInvalid, clip(p))
+			return "", "", invalid("KV path %q: want MOUNT/PATH with segments of letters, digits, '.', '_', '-' (no empty, '.' or '..' segment)", oneline.Clip(p, 80))
 		}
 	}
 	if len(segs) >= 3 && segs[1] == "data" {
 		segs = append(segs[:1], segs[2:]...)
 	}
 	if len(segs) < 2 {
-		return "", "", fmt.Errorf("%w: KV path %q: want MOUNT/PATH, e.g. secret/partners/acme/zerodha", ErrInvalid, clip(p))
+		return "", "", invalid("KV path %q: want MOUNT/PATH, e.g. secret/partners/acme/zerodha", oneline.Clip(p, 80))
 	}
 	return segs[0], strings.Join(segs[1:], "/"), nil
 }
@@ -204,9 +236,3 @@ func (c Credential) String() string {
 }
 
 // clip keeps error messages one readable line for hostile input.
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:77] + "..."
-	}
-	return s
-}

@@ -150,3 +150,34 @@ func TestValidNameMatchesItsGrammar(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckVaultAddr(t *testing.T) {
+	tests := []struct {
+		addr    string
+		wantErr string
+	}{
+		{addr: "https://vault.vault.svc:8200"},
+		{addr: "http://127.0.0.1:8200"},
+		{addr: "https://vault.example.test"},
+		{addr: "vault:8200", wantErr: "scheme must be http or https"},
+		{addr: "ftp://vault", wantErr: "scheme must be http or https"},
+		{addr: "https://", wantErr: "no host"},
+		{addr: "https://FAKE-user:FAKE-pass@vault", wantErr: "user info"},
+		{addr: "https://vault#x", wantErr: "fragment"},
+		{addr: "https://vault?token=FAKE", wantErr: "query"},
+		{addr: "https://vault/a b", wantErr: "whitespace"},
+		{addr: "", wantErr: "scheme"},
+	}
+	for _, tt := range tests {
+		err := CheckVaultAddr(tt.addr)
+		if tt.wantErr == "" {
+			if err != nil {
+				t.Errorf("CheckVaultAddr(%q) = %v", tt.addr, err)
+			}
+			continue
+		}
+		if err == nil || !errors.Is(err, ErrVaultAddr) || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("CheckVaultAddr(%q) = %v, want ErrVaultAddr with %q", tt.addr, err, tt.wantErr)
+		}
+	}
+}

@@ -6,8 +6,8 @@
 // current version, its creation time, an optional soft-delete (revoke) time,
 // and up to MaxVersions older versions for history and rollback. The
 // operator CLI (`credlet-agent creds ... --source file:PATH`) edits it with
-// Edit; the agent watches it with a Source, which commits each set whose
-// version changed to the same store as the Vault source does, so sinks,
+// Edit; the agent reads it with ReadFile and DecodeCurrent through
+// source.File, which feeds the same pipeline as the Vault source, so sinks,
 // socket, audit and metrics behave exactly as with Vault.
 //
 // On disk:

@@ -11,40 +11,25 @@ import (
 
 	"github.com/credlet/credlet/internal/credspec"
 	"github.com/credlet/credlet/internal/securemem"
+	"github.com/credlet/credlet/internal/vault"
 )
 
 // MaxVersions is how many versions of a set the file keeps (current plus
 // history), like KV v2's default max_versions.
 const MaxVersions = 10
 
-// Errors of the document operations.
+// Errors of the document operations. The kinds a Vault backend shares are
+// package vault's own, so callers match both backends the same way.
 var (
-	ErrNotFound    = errors.New("no such credential set")
-	ErrDeleted     = errors.New("version was revoked (soft-deleted)")
+	ErrNotFound    = vault.ErrNotFound
+	ErrDeleted     = vault.ErrDeleted
 	ErrNoVersion   = errors.New("no such version")
-	ErrCASConflict = errors.New("check-and-set conflict")
+	ErrCASConflict = vault.ErrCASConflict
 	ErrInvalid     = errors.New("invalid input")
 )
 
 // CASError reports a write whose expected version was not the current one.
-type CASError struct {
-	Path string
-	Want int // the version the caller wrote on top of (0: expected no set)
-	Have int // the current version (0: none)
-}
-
-func (e *CASError) Error() string {
-	if e.Want == 0 {
-		return fmt.Sprintf("%s already exists at version %d (put creates; use rotate to write a new version)", e.Path, e.Have)
-	}
-	if e.Have == 0 {
-		return fmt.Sprintf("%s does not exist (expected version %d; use put to create it)", e.Path, e.Want)
-	}
-	return fmt.Sprintf("%s changed underneath you: expected version %d, it is now %d (someone else wrote it; check history and retry)", e.Path, e.Want, e.Have)
-}
-
-// Is makes errors.Is(err, ErrCASConflict) true.
-func (e *CASError) Is(target error) bool { return target == ErrCASConflict }
+type CASError = vault.CASError
 
 // docError is a one-line message that errors.Is matches to its kind.
 type docError struct {
@@ -99,7 +84,7 @@ func ValidateField(name string) error {
 func CleanPath(p string) (string, error) {
 	mount, rest, err := credspec.SplitKVPath(p)
 	if err != nil {
-		return "", &docError{kind: ErrInvalid, msg: strings.TrimPrefix(err.Error(), credspec.ErrInvalid.Error()+": ")}
+		return "", &docError{kind: ErrInvalid, msg: credspec.ProblemOf(err)}
 	}
 	return mount + "/" + rest, nil
 }
@@ -150,7 +135,7 @@ func (d *Document) Put(path string, fields map[string][]byte, cas int, now time.
 	} else {
 		e.History = append([]Rev{e.Rev}, e.History...)
 		for len(e.History) > MaxVersions-1 {
-			wipeFields(e.History[len(e.History)-1].Fields)
+			securemem.WipeFields(e.History[len(e.History)-1].Fields)
 			e.History = e.History[:len(e.History)-1]
 		}
 	}
@@ -274,15 +259,9 @@ func (d *Document) Wipe() {
 		return
 	}
 	for _, e := range d.Credentials {
-		wipeFields(e.Fields)
+		securemem.WipeFields(e.Fields)
 		for _, r := range e.History {
-			wipeFields(r.Fields)
+			securemem.WipeFields(r.Fields)
 		}
-	}
-}
-
-func wipeFields(f map[string][]byte) {
-	for _, v := range f {
-		securemem.Wipe(v)
 	}
 }

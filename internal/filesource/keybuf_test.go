@@ -1,8 +1,6 @@
 package filesource
 
 import (
-	"io"
-	"log/slog"
 	"testing"
 
 	"github.com/credlet/credlet/internal/securemem"
@@ -18,5 +16,3 @@ func mustBuf(t *testing.T, b []byte) *securemem.Buffer {
 	t.Cleanup(buf.Free)
 	return buf
 }
-
-func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewJSONHandler(w, nil)) }

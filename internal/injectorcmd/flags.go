@@ -51,14 +51,14 @@ func ParseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.DurationVar(&o.CertPoll, "cert-poll", 10*time.Second, "how often to compare the certificate files besides watching them")
 	fs.IntVar(&o.PatchCache, "patch-cache", 128, "patches remembered for byte-identical pods (a ReplicaSet's replicas); 0 disables")
 	fs.BoolVar(&o.Version, "version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
+	if err := cliflag.Parse(fs, args, "credlet-injector"); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stderr, "usage: credlet-injector --tls-cert-file FILE --tls-key-file FILE [flags]")
 			fs.SetOutput(stderr)
 			fs.PrintDefaults()
 			return o, err
 		}
-		return o, fmt.Errorf("%w: %s", errUsage, cliflag.Clean(err, "credlet-injector"))
+		return o, fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))

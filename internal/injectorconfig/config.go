@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/credlet/credlet/internal/annotation"
+	"github.com/credlet/credlet/internal/credspec"
 )
 
 // Config is the --config file. Build it with Load: a Config made otherwise
@@ -158,8 +158,8 @@ func (s *Settings) validate() error {
 		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrInvalid, field, fmt.Sprintf(format, args...)))
 	}
 	if s.VaultAddr != "" {
-		if u, err := url.Parse(s.VaultAddr); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-			bad("vaultAddr", "%q: want an http or https URL without user info", s.VaultAddr)
+		if err := credspec.CheckVaultAddr(s.VaultAddr); err != nil {
+			bad("vaultAddr", "%s (want http(s)://HOST[:PORT])", credspec.ProblemOf(err))
 		}
 	}
 	if ca := s.VaultCA; ca != nil {

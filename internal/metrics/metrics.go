@@ -25,7 +25,9 @@ const (
 	ScopeFiles     = "files"
 )
 
-// Agent holds the agent's collectors. A nil *Agent is not valid; tests make
+// Agent holds the agent's collectors. A nil *Agent is never used: a
+// component whose Options leave Metrics nil makes its own private set with
+// New (recorded, never read), so no component checks for nil. Tests make
 // their own with New and read them back through Registry.
 type Agent struct {
 	Registry *prometheus.Registry

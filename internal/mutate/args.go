@@ -9,7 +9,7 @@ import (
 // Args renders the agent's command line from the plan. Flags are spelled
 // --name=value so an empty value (which disables the socket or the files)
 // stays one argument. once adds --once for classic mode's init container,
-// which fills the files and exits.
+// which fills the files and exits; the plan must deliver files.
 func (p *Plan) Args(once bool) []string {
 	s := p.Spec
 	args := []string{"run", "--vault-addr=" + p.VaultAddr}

@@ -40,7 +40,12 @@ func Mutate(pod *corev1.Pod, namespace string, cfg *injectorconfig.Config) (*cor
 func (p *Plan) Apply(pod *corev1.Pod) {
 	switch p.Sidecar {
 	case annotation.SidecarClassic:
-		pod.Spec.InitContainers = slices.Insert(pod.Spec.InitContainers, 0, p.agentContainer(AgentInitName, true))
+		if p.Spec.Delivery.Files {
+			// The init container fills the files before the app starts.
+			// With the socket alone there is nothing to fill: the app's
+			// client waits on the sidecar's not_ready answer instead.
+			pod.Spec.InitContainers = slices.Insert(pod.Spec.InitContainers, 0, p.agentContainer(AgentInitName, true))
+		}
 		pod.Spec.Containers = append(pod.Spec.Containers, p.agentContainer(AgentName, false))
 	default:
 		pod.Spec.InitContainers = slices.Insert(pod.Spec.InitContainers, 0, p.agentContainer(AgentName, false))

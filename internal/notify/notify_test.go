@@ -71,7 +71,7 @@ func TestParse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.spec, func(t *testing.T) {
-			n, err := Parse(tt.spec)
+			n, err := Parse(tt.spec, Options{})
 			if tt.wantErr {
 				if !errors.Is(err, ErrSpec) || !strings.Contains(err.Error(), "signal:SIGNAL:PROCESS_NAME") || strings.Contains(err.Error(), "\n") {
 					t.Fatalf("Parse = %v: want one line naming the allowed forms", err)
@@ -151,7 +151,7 @@ func TestHTTPHook(t *testing.T) {
 	defer srv.Close()
 	fc := clock.NewFake(time.Unix(0, 0))
 	logs := &syncBuffer{}
-	n, err := Parse("http:"+srv.URL+"/rotated", WithClock(fc), WithLogger(slog.New(slog.NewJSONHandler(logs, nil))))
+	n, err := Parse("http:"+srv.URL+"/rotated", Options{Clock: fc, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestSignalProcess(t *testing.T) {
 	if !lines.Scan() || lines.Text() != "ready" {
 		t.Fatalf("helper did not start: %q", lines.Text())
 	}
-	n, err := Parse("signal:SIGUSR1:credletntfyapp-with-a-long-name")
+	n, err := Parse("signal:SIGUSR1:credletntfyapp-with-a-long-name", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestSignalProcess(t *testing.T) {
 func TestSignalNoProcessGivesUp(t *testing.T) {
 	fc := clock.NewFake(time.Unix(0, 0))
 	logs := &syncBuffer{}
-	n, err := Parse("signal:HUP:nosuchproc-cl", WithClock(fc), WithLogger(slog.New(slog.NewJSONHandler(logs, nil))))
+	n, err := Parse("signal:HUP:nosuchproc-cl", Options{Clock: fc, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,6 +136,14 @@ func (b *Buffer) Free() {
 // Wipe zeroes p in place: for transient copies outside a Buffer.
 func Wipe(p []byte) { clear(p) }
 
+// WipeFields zeroes every value of a credential set's fields. The map keeps
+// its keys; a nil map is fine.
+func WipeFields(fields map[string][]byte) {
+	for _, v := range fields {
+		clear(v)
+	}
+}
+
 func roundPage(n int) int {
 	ps := unix.Getpagesize()
 	return (n + ps - 1) / ps * ps

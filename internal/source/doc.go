@@ -1,4 +1,17 @@
-// Package source fetches credential sets from Vault into the store.
+// Package source fetches credential sets into the store: one pipeline
+// (select → decrypt → validate → verify → commit → report, pipeline.go)
+// fed by two backends beside each other, Vault (vault.go) and the embedded
+// encrypted file (file.go). A backend reads a version into a Fetched (its
+// values, creation and expiry times, and per-version metadata such as KV
+// custom metadata) and hands it over; the pipeline is the one place that
+// de-duplicates failures, moves credlet_rotations_total and the version and
+// last-rotation gauges, writes audit records and logs.
+//
+// credlet_rotations_total counts attempts to publish a version found new:
+// committed, or the step that refused it. A check that could not tell
+// whether a new version exists (metadata read failed, the file is
+// unreadable) is not a rotation; a deleted, destroyed or revoked current
+// version counts fetch_failed once.
 //
 // One Vault source runs per credential set. Every Refresh (±10% jitter) it
 // reads the KV v2 metadata of its secret, which carries no secret value, and

@@ -29,15 +29,16 @@ type Tokens interface {
 // DefaultRefresh is the metadata poll interval when Options.Refresh is 0.
 const DefaultRefresh = 10 * time.Second
 
-// Options configures a Vault source. Zero values take the defaults.
+// Options configures a source, Vault or file. Zero values take the
+// defaults. Jitter, TransitMount, MaxBody and Tokens apply to Vault only.
 type Options struct {
-	Refresh      time.Duration  // metadata poll interval; default 10 s
+	Refresh      time.Duration  // Vault: metadata poll interval; file: the poll behind the watch; default 10 s
 	Jitter       float64        // ± fraction of Refresh; 0: 0.1; negative: none
 	TransitMount string         // default "transit"
 	MaxBody      int            // largest response body read; default 1 MiB
 	Clock        clock.Clock    // default clock.Real
 	Logger       *slog.Logger   // default: discard
-	Metrics      *metrics.Agent // optional
+	Metrics      *metrics.Agent // nil: a private set nobody reads
 	Audit        *audit.Logger  // optional
 	Verifier     Verifier       // optional: nil publishes without a check
 	Tokens       Tokens         // optional: nil uses the client's token as is
@@ -61,6 +62,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Clock == nil {
 		o.Clock = clock.Real
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New() // a private set nobody reads: components never check for nil
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -5,53 +5,40 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/hashicorp/vault/api"
 
-	"github.com/credlet/credlet/internal/audit"
 	"github.com/credlet/credlet/internal/credspec"
 	"github.com/credlet/credlet/internal/metrics"
+	"github.com/credlet/credlet/internal/securemem"
 	"github.com/credlet/credlet/internal/store"
 	"github.com/credlet/credlet/internal/vault"
+	"github.com/credlet/credlet/internal/vault/kv"
+	"github.com/credlet/credlet/internal/vault/transit"
 )
 
-// Errors a check can end with (wrapped; match with errors.Is).
-var (
-	ErrDeleted = errors.New("current version is deleted or destroyed in Vault")
-	ErrInvalid = errors.New("credential set invalid")
-	ErrVerify  = errors.New("candidate version failed verification")
-)
-
-// Vault keeps one credential set fresh from a KV v2 secret.
+// Vault keeps one credential set fresh from a KV v2 secret: the backend
+// that polls metadata and reads new versions, feeding the shared pipeline.
 type Vault struct {
-	c    *api.Client
+	kv   *kv.Client
+	tr   *transit.Client
 	cred credspec.Credential
-	st   *store.Store
 	o    Options
-	log  *slog.Logger
-
-	// Owned by the goroutine in Run or Once (never both at once).
-	served   int    // version being served; 0 before the first commit
-	skip     int    // version that failed in a way it would repeat
-	skipErr  error  // its failure, reported at every check
-	reported int    // deleted version already counted and audited
-	failing  bool   // the last check failed
-	lastMsg  string // the last failure logged at warn: a repeat is logged at debug
+	p    *pipeline // owned by the goroutine in Run or Once (never both at once)
 }
 
 // NewVault returns the source of cred, committing into st (which must
 // declare cred.Name). It does nothing until Run or Once.
 func NewVault(c *api.Client, cred credspec.Credential, st *store.Store, opts Options) *Vault {
 	o := opts.withDefaults()
-	return &Vault{c: c, cred: cred, st: st, o: o,
-		log: o.Logger.With("component", "source", "credential", cred.Name, "kv_path", cred.KVPath())}
+	return &Vault{
+		kv:   &kv.Client{API: c, MaxBody: o.MaxBody},
+		tr:   &transit.Client{API: c, Mount: o.TransitMount, MaxBody: o.MaxBody},
+		cred: cred, o: o, p: newPipeline(cred, st, o, "vault"),
+	}
 }
 
 // Run polls Vault until ctx ends, then returns nil. It starts no goroutines.
@@ -110,12 +97,26 @@ func (v *Vault) Once(ctx context.Context) error {
 
 // retryable reports whether a failed check may succeed if tried again soon.
 func retryable(err error) bool {
-	for _, final := range []error{ErrInvalid, ErrDeleted, ErrVerify, errDecrypt, errNotFound} {
+	for _, final := range []error{ErrInvalid, ErrDeleted, ErrVerify, errDecrypt, vault.ErrNotFound} {
 		if errors.Is(err, final) {
 			return false
 		}
 	}
 	return !vault.IsPermanent(err)
+}
+
+// decrypt decrypts the ciphertexts of the fields named in names with one
+// batch call; the caller owns and wipes the plaintexts.
+func (v *Vault) decrypt(ctx context.Context, names, cts []string) ([][]byte, error) {
+	plain, err := v.tr.Decrypt(ctx, v.cred.TransitKey, v.cred.Context, cts)
+	var item *vault.BatchItemError
+	switch {
+	case errors.As(err, &item) && item.Index < len(names):
+		return nil, fmt.Errorf("transit %w: field %q: %s", errDecrypt, names[item.Index], item.Msg)
+	case err != nil && vault.IsPermanent(err) && !vault.IsTokenRejected(err):
+		return nil, fmt.Errorf("%w: %w", errDecrypt, err)
+	}
+	return plain, err
 }
 
 // interval is Refresh ± Jitter.
@@ -144,236 +145,66 @@ func (v *Vault) checkOnce(ctx context.Context) error {
 // when they differ.
 func (v *Vault) check(ctx context.Context) error {
 	version := 0 // the latest: at start, the data read tells the version
-	if v.served != 0 || v.skip != 0 {
-		md, err := v.readMetadata(ctx)
+	if v.p.Served() != 0 || v.p.skip != 0 {
+		md, err := v.kv.Metadata(ctx, v.cred.Mount, v.cred.Path)
 		if err != nil {
-			return v.fail("", 0, fmt.Errorf("read metadata: %w", err))
+			return v.p.CheckFailed(fmt.Errorf("read metadata: %w", err))
 		}
 		cur := md.CurrentVersion
-		switch {
-		case cur == 0:
-			return v.fail("", 0, fmt.Errorf("%s has no versions", v.cred.KVPath()))
-		case cur == v.served:
-			v.ok()
-			v.st.MarkChecked(v.cred.Name, v.o.Clock.Now())
-			return nil
-		case cur == v.skip:
-			v.st.MarkError(v.cred.Name, v.skipErr.Error())
-			return v.skipErr
+		if cur == 0 {
+			return v.p.CheckFailed(fmt.Errorf("%s has no versions", v.cred.KVPath()))
 		}
-		if vm, ok := md.Versions[strconv.Itoa(cur)]; ok && vm.gone(v.o.Clock.Now()) {
-			vm.Version = cur
-			return v.deleted(vm)
+		if cur == v.p.Served() {
+			v.p.Unchanged(v.o.Clock.Now())
+			return nil
+		}
+		if err, skipped := v.p.Skipped(cur); skipped {
+			return err
+		}
+		if vm, ok := md.Versions[cur]; ok && vm.Gone(v.o.Clock.Now()) {
+			return v.p.Gone(vm.Version, vm.Describe())
 		}
 		version = cur
 	}
 	return v.fetch(ctx, version)
 }
 
-// fetch reads, decrypts, validates, verifies and commits a version.
+// fetch reads a version and hands it to the pipeline.
 func (v *Vault) fetch(ctx context.Context, version int) error {
 	now := v.o.Clock.Now()
-	raw, meta, err := v.readData(ctx, version)
-	defer wipeRaw(raw)
+	kver, err := v.kv.Read(ctx, v.cred.Mount, v.cred.Path, version)
+	defer kver.Wipe()
+	var gone *kv.DeletedError
 	switch {
-	case errors.Is(err, errDeleted):
-		return v.deleted(meta)
+	case errors.As(err, &gone):
+		return v.p.Gone(gone.Meta.Version, gone.Meta.Describe())
 	case err != nil:
-		v.o.Audit.Log(audit.Record{Event: audit.Fetch, Credential: v.cred.Name, Version: version, Result: "error", Detail: err.Error()})
-		return v.fail(metrics.RotationFetchFailed, 0, fmt.Errorf("read data: %w", err))
+		return v.p.FetchFailed(metrics.RotationFetchFailed, version, fmt.Errorf("read data: %w", err))
 	}
-	ver := meta.Version
-	v.o.Audit.Log(audit.Record{Event: audit.Fetch, Credential: v.cred.Name, Version: ver, Result: "ok"})
-
-	fields, ctNames, cts, err := v.selectFields(raw)
-	wipeRaw(raw)
+	values, err := decodeValues(kver.Data)
+	kver.Wipe()
 	if err != nil {
-		wipeFields(fields)
-		return v.fail(metrics.RotationInvalid, ver, fmt.Errorf("version %d: %w", ver, err))
+		securemem.WipeFields(values)
+		return v.p.fail(metrics.RotationInvalid, kver.Meta.Version, fmt.Errorf("version %d: %w", kver.Meta.Version, err))
 	}
-	if len(cts) > 0 {
-		plain, err := v.decrypt(ctx, ctNames, cts)
+	return v.p.Publish(ctx, &Fetched{
+		Version:   kver.Meta.Version,
+		CreatedAt: kver.Meta.CreatedTime,
+		ExpiresAt: kver.Meta.DeletionTime, // scheduled deletion (delete_version_after)
+		Metadata:  kver.CustomMetadata,
+		Values:    values,
+	}, v.decrypt, now)
+}
+
+// decodeValues decodes every raw JSON value into fresh bytes.
+func decodeValues(raw map[string]json.RawMessage) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(raw))
+	for name, r := range raw {
+		val, err := kv.Value(r)
 		if err != nil {
-			wipeFields(fields)
-			v.o.Audit.Log(audit.Record{Event: audit.Decrypt, Credential: v.cred.Name, Version: ver, Result: "error", Detail: err.Error()})
-			repeat := 0
-			if errors.Is(err, errDecrypt) {
-				repeat = ver
-			}
-			return v.fail(metrics.RotationDecryptFailed, repeat, fmt.Errorf("version %d: %w", ver, err))
+			return out, fmt.Errorf("%w: field %q: %w", ErrInvalid, name, err)
 		}
-		for i, name := range ctNames {
-			fields[name] = plain[i]
-		}
-		v.o.Audit.Log(audit.Record{Event: audit.Decrypt, Credential: v.cred.Name, Version: ver, Result: "ok",
-			Detail: fmt.Sprintf("key=%s fields=%d", v.cred.TransitKey, len(ctNames))})
+		out[name] = val
 	}
-	if err := v.validate(fields); err != nil {
-		wipeFields(fields)
-		return v.fail(metrics.RotationInvalid, ver, fmt.Errorf("version %d: %w", ver, err))
-	}
-	if v.o.Verifier != nil {
-		if err := v.o.Verifier.Verify(ctx, v.cred.Name, ver, fields); err != nil {
-			wipeFields(fields)
-			v.o.Audit.Log(audit.Record{Event: eventVerify, Credential: v.cred.Name, Version: ver, Result: "failed", Detail: clip(err.Error())})
-			return v.fail(metrics.RotationVerifyFailed, 0, fmt.Errorf("version %d: %w: %s", ver, ErrVerify, clip(err.Error())))
-		}
-		v.o.Audit.Log(audit.Record{Event: eventVerify, Credential: v.cred.Name, Version: ver, Result: "ok"})
-	}
-	sm := store.Meta{Version: ver, CreatedAt: meta.CreatedTime, FetchedAt: now}
-	if t, ok := meta.deletion(); ok {
-		sm.ExpiresAt = t // scheduled deletion (delete_version_after)
-	}
-	if err := v.st.Commit(v.cred.Name, sm, fields); err != nil { // wipes fields
-		v.o.Audit.Log(audit.Record{Event: audit.Commit, Credential: v.cred.Name, Version: ver, Result: "error", Detail: err.Error()})
-		return v.fail("", 0, fmt.Errorf("version %d: %w", ver, err))
-	}
-	prev := v.served
-	v.served, v.skip, v.skipErr = ver, 0, nil
-	if m := v.o.Metrics; m != nil {
-		m.Rotations.WithLabelValues(v.cred.Name, metrics.RotationCommitted).Inc()
-		m.CredentialVersion.WithLabelValues(v.cred.Name).Set(float64(ver))
-		m.LastRotation.WithLabelValues(v.cred.Name).Set(float64(meta.CreatedTime.UnixNano()) / 1e9)
-	}
-	v.o.Audit.Log(audit.Record{Event: audit.Commit, Credential: v.cred.Name, Version: ver, Result: "ok"})
-	v.ok()
-	v.log.Info("credential committed", "version", ver, "previous_version", prev, "created_at", meta.CreatedTime)
-	return nil
+	return out, nil
 }
-
-// selectFields picks the fields to deliver out of a version's raw values:
-// plain values decoded into fresh slices, ciphertexts set aside by name.
-func (v *Vault) selectFields(raw map[string]json.RawMessage) (map[string][]byte, []string, []string, error) {
-	names := v.cred.Fields
-	if len(names) == 0 {
-		names = make([]string, 0, len(raw))
-		for k := range raw {
-			names = append(names, k)
-		}
-		slices.Sort(names)
-		if len(names) == 0 {
-			return nil, nil, nil, fmt.Errorf("%w: the secret has no fields", ErrInvalid)
-		}
-	}
-	fields := make(map[string][]byte, len(names))
-	var ctNames, cts []string
-	for _, name := range names {
-		r, ok := raw[name]
-		if !ok {
-			return fields, nil, nil, fmt.Errorf("%w: field %q missing (the secret has: %s)", ErrInvalid, name, strings.Join(sortedKeys(raw), ", "))
-		}
-		val, err := fieldValue(r)
-		if err != nil {
-			return fields, nil, nil, fmt.Errorf("%w: field %q: %w", ErrInvalid, name, err)
-		}
-		if len(val) > 7 && string(val[:7]) == "vault:v" {
-			if v.cred.TransitKey == "" {
-				clear(val)
-				return fields, nil, nil, fmt.Errorf("%w: field %q holds Transit ciphertext but the credential names no transit key (add ;transit=KEY)", ErrInvalid, name)
-			}
-			ctNames, cts = append(ctNames, name), append(cts, string(val)) // ciphertext, not a secret
-			continue
-		}
-		fields[name] = val
-	}
-	return fields, ctNames, cts, nil
-}
-
-// validate checks the decoded fields: listed fields must be non-empty;
-// without a list, at least one field must be.
-func (v *Vault) validate(fields map[string][]byte) error {
-	if len(v.cred.Fields) > 0 {
-		for _, name := range v.cred.Fields {
-			if len(fields[name]) == 0 {
-				return fmt.Errorf("%w: required field %q is empty", ErrInvalid, name)
-			}
-		}
-		return nil
-	}
-	for _, f := range fields {
-		if len(f) > 0 {
-			return nil
-		}
-	}
-	return fmt.Errorf("%w: every field is empty", ErrInvalid)
-}
-
-// deleted reports a current version that is deleted or destroyed: the last
-// good version stays live.
-func (v *Vault) deleted(vm versionMeta) error {
-	serving := "nothing to serve yet"
-	if v.served != 0 {
-		serving = fmt.Sprintf("still serving version %d", v.served)
-	}
-	err := fmt.Errorf("%w: version %d %s; %s", ErrDeleted, vm.Version, vm.describe(), serving)
-	if v.reported != vm.Version {
-		v.reported = vm.Version
-		if v.o.Metrics != nil {
-			v.o.Metrics.Rotations.WithLabelValues(v.cred.Name, metrics.RotationFetchFailed).Inc()
-		}
-		v.o.Audit.Log(audit.Record{Event: audit.Fetch, Credential: v.cred.Name, Version: vm.Version, Result: "deleted", Detail: vm.describe()})
-		v.log.Warn("current version unavailable in Vault", "version", vm.Version, "state", vm.describe(), "served_version", v.served)
-	}
-	v.failing = true
-	v.st.MarkError(v.cred.Name, err.Error())
-	return err
-}
-
-// fail reports a failed check. result is the rotations label ("" for a
-// check that found no new version to publish); repeat, when not 0, is a
-// version that would fail the same way again and is not retried.
-func (v *Vault) fail(result string, repeat int, err error) error {
-	msg := err.Error()
-	if result != "" && v.o.Metrics != nil {
-		v.o.Metrics.Rotations.WithLabelValues(v.cred.Name, result).Inc()
-	}
-	if repeat != 0 {
-		v.skip, v.skipErr = repeat, err
-	}
-	v.st.MarkError(v.cred.Name, msg)
-	repeated := msg == v.lastMsg
-	v.lastMsg = msg
-	switch {
-	case result != "" && !repeated:
-		v.log.Warn("credential version not published", "result", result, "error", msg, "served_version", v.served)
-	case result != "":
-		v.log.Debug("credential version not published (unchanged)", "result", result, "error", msg, "served_version", v.served)
-	case !v.failing:
-		v.o.Audit.Log(audit.Record{Event: audit.Fetch, Credential: v.cred.Name, Result: "error", Detail: msg})
-		v.log.Warn("vault check failed; serving the last good version", "error", msg, "served_version", v.served)
-	default:
-		v.log.Debug("vault check failed", "error", msg, "served_version", v.served)
-	}
-	v.failing = true
-	return err
-}
-
-func (v *Vault) ok() {
-	if v.failing {
-		v.log.Info("vault check recovered", "served_version", v.served)
-		v.o.Audit.Log(audit.Record{Event: audit.Fetch, Credential: v.cred.Name, Version: v.served, Result: "ok", Detail: "recovered"})
-	}
-	v.failing = false
-	v.lastMsg = ""
-}
-
-func sortedKeys(m map[string]json.RawMessage) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
-}
-
-func clip(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 200 {
-		return s[:197] + "..."
-	}
-	return s
-}
-
-// eventVerify is the audit "verify" event (spelled out: the audit package's
-// constant name has moved while it was written).
-const eventVerify = audit.Event("verify")

@@ -54,7 +54,7 @@ func newSet(name string, meta Meta, fields map[string][]byte) (*Set, error) {
 	slices.Sort(s.names)
 	buf, err := securemem.New(max(total, 1))
 	if err != nil {
-		wipeAll(fields)
+		securemem.WipeFields(fields)
 		return nil, err
 	}
 	s.buf = buf
@@ -66,7 +66,7 @@ func newSet(name string, meta Meta, fields map[string][]byte) (*Set, error) {
 		off += copy(dst[off:], fields[k])
 	}
 	s.offs = append(s.offs, off)
-	wipeAll(fields)
+	securemem.WipeFields(fields)
 	s.keys = make([]string, len(s.names))
 	for i, k := range s.names {
 		var sb strings.Builder
@@ -76,12 +76,6 @@ func newSet(name string, meta Meta, fields map[string][]byte) (*Set, error) {
 	}
 	s.refs.Store(1)
 	return s, nil
-}
-
-func wipeAll(fields map[string][]byte) {
-	for _, v := range fields {
-		securemem.Wipe(v)
-	}
 }
 
 // Name is the credential set's delivery name.

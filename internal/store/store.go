@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/credlet/credlet/internal/securemem"
 )
 
 // Sentinel errors.
@@ -72,7 +74,7 @@ func (s *Store) Optional(name string) bool {
 func (s *Store) Commit(name string, meta Meta, fields map[string][]byte) error {
 	e, ok := s.entries[name]
 	if !ok {
-		wipeAll(fields)
+		securemem.WipeFields(fields)
 		return fmt.Errorf("store: commit %q: %w", name, ErrUnknown)
 	}
 	set, err := newSet(name, meta, fields)

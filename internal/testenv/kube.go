@@ -41,13 +41,14 @@ type Kube struct {
 type KubeOption func(*kubeOptions)
 
 type kubeOptions struct {
-	apiServerArgs [][]string // name, values...
 	webhooks      *envtest.WebhookInstallOptions
-	env           []func(*envtest.Environment)
+	apiServerArgs [][]string // name, values...
 }
 
 // WithAPIServerArg sets a kube-apiserver flag (without the leading --),
-// replacing envtest's default for it.
+// replacing envtest's default for it. internal/cluster uses it for what a
+// cluster with a kubelet needs (ServiceAccount admission, the kubelet's
+// address type, aggregator routing).
 func WithAPIServerArg(name string, values ...string) KubeOption {
 	return func(o *kubeOptions) { o.apiServerArgs = append(o.apiServerArgs, append([]string{name}, values...)) }
 }
@@ -64,12 +65,6 @@ func WithWebhooks(w envtest.WebhookInstallOptions) KubeOption {
 		w.LocalServingHost = "127.0.0.1"
 	}
 	return func(o *kubeOptions) { o.webhooks = &w }
-}
-
-// WithEnvironment edits the envtest.Environment after StartKube has filled
-// it in and before it starts: the escape hatch for anything else.
-func WithEnvironment(f func(*envtest.Environment)) KubeOption {
-	return func(o *kubeOptions) { o.env = append(o.env, f) }
 }
 
 // StartKube starts etcd and kube-apiserver on free 127.0.0.1 ports through
@@ -208,9 +203,6 @@ func (k *Kube) newEnvironment(apiserverBin, etcdBin string, o *kubeOptions) (*en
 	}
 	if o.webhooks != nil {
 		env.WebhookInstallOptions = *o.webhooks
-	}
-	for _, f := range o.env {
-		f(env)
 	}
 	return env, nil
 }

@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/credlet/credlet/internal/credspec"
 	"github.com/credlet/credlet/internal/metrics"
 )
 
@@ -21,21 +21,44 @@ type ClientConfig struct {
 	Addr       string         // Vault address; empty: $VAULT_ADDR, else https://127.0.0.1:8200
 	CACertFile string         // PEM bundle to trust; empty: $VAULT_CACERT, else the system roots
 	Timeout    time.Duration  // per request, including reading the response; 0: DefaultTimeout
-	Metrics    *metrics.Agent // optional: feeds VaultRequestDuration{op}
+	MaxRetries int            // retries inside the client (5xx, 429); 0: none, the caller's loops retry
+	Metrics    *metrics.Agent // feeds VaultRequestDuration{op}; nil: a private set nobody reads
 	Observer   Observer       // optional: called after every request (tests count requests with it)
 }
 
 // ErrConfig is wrapped by every NewClient error caused by the configuration.
 var ErrConfig = errors.New("vault client configuration")
 
-// NewClient returns the API client every part of the agent shares. Retries
-// inside the client are off (MaxRetries 0): the lease manager and the
-// sources own retrying, with backoff. The client starts without a token,
+// configError is a NewClient error: Problem says what is wrong without the
+// ErrConfig prefix, for callers that name the flag themselves.
+type configError struct{ problem error }
+
+func (e *configError) Error() string        { return ErrConfig.Error() + ": " + e.problem.Error() }
+func (e *configError) Unwrap() error        { return e.problem }
+func (e *configError) Is(target error) bool { return target == ErrConfig }
+
+func configErr(format string, args ...any) error {
+	return &configError{problem: fmt.Errorf(format, args...)}
+}
+
+// ConfigProblem returns a NewClient error's problem without the ErrConfig
+// prefix (the whole message for any other error).
+func ConfigProblem(err error) string {
+	var ce *configError
+	if errors.As(err, &ce) {
+		return ce.problem.Error()
+	}
+	return err.Error()
+}
+
+// NewClient returns an API client: the one every part of the agent shares
+// (MaxRetries 0: the lease manager and the sources own retrying, with
+// backoff), or the operator CLI's (a longer timeout, a few retries). The client starts without a token,
 // even if $VAULT_TOKEN is set: the lease manager sets it after logging in.
 func NewClient(cfg ClientConfig) (*api.Client, error) {
 	conf := api.DefaultConfig() // reads VAULT_ADDR, VAULT_CACERT, ...
 	if conf.Error != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, conf.Error)
+		return nil, configErr("%w", conf.Error)
 	}
 	if cfg.Addr != "" {
 		conf.Address = cfg.Addr
@@ -45,7 +68,7 @@ func NewClient(cfg ClientConfig) (*api.Client, error) {
 	}
 	if cfg.CACertFile != "" {
 		if err := conf.ConfigureTLS(&api.TLSConfig{CACert: cfg.CACertFile}); err != nil {
-			return nil, fmt.Errorf("%w: CA certificate %s: %w", ErrConfig, cfg.CACertFile, err)
+			return nil, configErr("CA certificate %s: %w", cfg.CACertFile, err)
 		}
 	}
 	timeout := cfg.Timeout
@@ -53,29 +76,32 @@ func NewClient(cfg ClientConfig) (*api.Client, error) {
 		timeout = DefaultTimeout
 	}
 	conf.Timeout = timeout
-	conf.MaxRetries = 0
+	conf.MaxRetries = max(cfg.MaxRetries, 0)
 	conf.HttpClient.Timeout = timeout
 	base, ok := conf.HttpClient.Transport.(*http.Transport)
 	if !ok {
-		return nil, fmt.Errorf("%w: unexpected transport %T", ErrConfig, conf.HttpClient.Transport)
+		return nil, configErr("unexpected transport %T", conf.HttpClient.Transport)
 	}
 	// Plain bodies: a gzip reader would keep plaintext in its window.
 	base.DisableCompression = true
 	base.ResponseHeaderTimeout = timeout
-	conf.HttpClient.Transport = &transport{base: base, metrics: cfg.Metrics, observer: cfg.Observer}
+	m := cfg.Metrics
+	if m == nil {
+		m = metrics.New() // a private set nobody reads: the transport never checks for nil
+	}
+	conf.HttpClient.Transport = &transport{base: base, metrics: m, observer: cfg.Observer}
 
 	c, err := api.NewClient(conf)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		return nil, configErr("%w", err)
 	}
 	c.ClearToken()
 	return c, nil
 }
 
 func checkAddr(addr string) error {
-	u, err := url.Parse(addr)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%w: address %q: want http(s)://HOST[:PORT]", ErrConfig, addr)
+	if err := credspec.CheckVaultAddr(addr); err != nil {
+		return configErr("address: %w", err)
 	}
 	return nil
 }

@@ -9,5 +9,10 @@
 // the policy). Describe renders an error as one secret-free line for logs,
 // audit records and the store's last_error.
 //
-// Subpackages: auth (login methods), lease (token lifetime).
+// The kinds callers match with errors.Is are here too: ErrNotFound,
+// ErrDeleted, ErrPermission, ErrUnreachable, ErrCASConflict, ErrBatchItem,
+// ErrBadResponse. The agent and the operator CLI share them.
+//
+// Subpackages: kv (KV v2), transit (Transit), auth (login methods), lease
+// (token lifetime).
 package vault

@@ -7,10 +7,72 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/credlet/credlet/internal/oneline"
 )
+
+// The kinds of failure callers tell apart with errors.Is. Errors from this
+// package and its subpackages (kv, transit) match them; the agent's sources
+// and the operator CLI decide on them, never on message text.
+var (
+	// ErrNotFound: nothing at the path (HTTP 404), or no such version.
+	ErrNotFound = errors.New("not found")
+	// ErrDeleted: the version is soft-deleted or destroyed.
+	ErrDeleted = errors.New("version deleted or destroyed")
+	// ErrPermission: Vault refused the token or its policy (HTTP 401, 403).
+	ErrPermission = errors.New("permission denied")
+	// ErrUnreachable: no answer from Vault (connection refused, DNS, TLS
+	// handshake, timeout before the response).
+	ErrUnreachable = errors.New("cannot reach Vault")
+	// ErrCASConflict: a check-and-set write whose version was not current.
+	ErrCASConflict = errors.New("check-and-set conflict")
+	// ErrBatchItem: Transit refused one item of a batch (wrong key or
+	// context, corrupt ciphertext); the same input fails again.
+	ErrBatchItem = errors.New("transit batch item failed")
+	// ErrBadResponse: Vault answered 2xx with a body that does not parse
+	// or does not hold what the request asks for.
+	ErrBadResponse = errors.New("unexpected response from Vault")
+)
+
+// CASError reports a write whose expected version was not the current one.
+// It matches ErrCASConflict.
+type CASError struct {
+	Path string
+	Want int // the version the caller wrote on top of (0: expected no set)
+	Have int // the current version (0: none)
+}
+
+func (e *CASError) Error() string {
+	if e.Want == 0 {
+		return fmt.Sprintf("%s already exists at version %d (put creates; use rotate to write a new version)", e.Path, e.Have)
+	}
+	if e.Have == 0 {
+		return fmt.Sprintf("%s does not exist (expected version %d; use put to create it)", e.Path, e.Want)
+	}
+	return fmt.Sprintf("%s changed underneath you: expected version %d, it is now %d (someone else wrote it; check history and retry)", e.Path, e.Want, e.Have)
+}
+
+// Is makes errors.Is(err, ErrCASConflict) true.
+func (e *CASError) Is(target error) bool { return target == ErrCASConflict }
+
+// BatchItemError is one refused item of a Transit batch. It matches
+// ErrBatchItem.
+type BatchItemError struct {
+	Op    string // OpTransitDecrypt, OpTransitEncrypt, OpTransitRewrap
+	Index int    // position in the batch
+	Msg   string // Transit's message for the item (never a plaintext)
+}
+
+func (e *BatchItemError) Error() string {
+	return fmt.Sprintf("%s: item %d: %s", e.Op, e.Index, e.Msg)
+}
+
+// Is makes errors.Is(err, ErrBatchItem) true.
+func (e *BatchItemError) Is(target error) bool { return target == ErrBatchItem }
 
 // RequestError is a failed Vault request rendered as one secret-free line:
 // "kv_read: HTTP 403: permission denied". It unwraps to the client's error
@@ -34,6 +96,22 @@ func (e *RequestError) Error() string {
 
 func (e *RequestError) Unwrap() error { return e.Err }
 
+// Is matches the kinds: 404 is ErrNotFound, 401 and 403 are ErrPermission,
+// and no answer at all (other than a cancelled context) is ErrUnreachable.
+func (e *RequestError) Is(target error) bool {
+	switch target {
+	case ErrNotFound:
+		return e.Status == http.StatusNotFound
+	case ErrPermission:
+		return e.Status == http.StatusForbidden || e.Status == http.StatusUnauthorized
+	case ErrUnreachable:
+		var ue *url.Error
+		return e.Status == 0 && errors.As(e.Err, &ue) &&
+			!errors.Is(e.Err, context.Canceled) && !errors.Is(e.Err, context.DeadlineExceeded)
+	}
+	return false
+}
+
 // Wrap turns an error from the API client into a *RequestError for op. A nil
 // err stays nil. Vault's raw (non-JSON) error bodies are not echoed.
 func Wrap(op string, err error) error {
@@ -48,10 +126,10 @@ func Wrap(op string, err error) error {
 		if rerr.RawError {
 			re.Msg = "non-JSON error body from " + http.StatusText(rerr.StatusCode)
 		} else {
-			re.Msg = clip(oneLine(strings.Join(rerr.Errors, "; ")), 300)
+			re.Msg = oneline.Of(strings.Join(rerr.Errors, "; "), 300)
 		}
 	default:
-		re.Msg = clip(oneLine(err.Error()), 300)
+		re.Msg = oneline.Of(err.Error(), 300)
 	}
 	return re
 }
@@ -120,15 +198,4 @@ func StatusCode(err error) int {
 		return rerr.StatusCode
 	}
 	return 0
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n-3] + "..."
-	}
-	return s
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -116,5 +117,37 @@ func TestOpFromPath(t *testing.T) {
 		if got := opFromPath(tt.path); got != tt.want {
 			t.Errorf("opFromPath(%q) = %q, want %q", tt.path, got, tt.want)
 		}
+	}
+}
+
+func TestRequestErrorKinds(t *testing.T) {
+	refused := &url.Error{Op: "Get", URL: "http://127.0.0.1:1", Err: errors.New("connection refused")}
+	tests := []struct {
+		name string
+		err  error
+		is   []error
+		not  []error
+	}{
+		{"404", &api.ResponseError{StatusCode: 404}, []error{ErrNotFound}, []error{ErrPermission, ErrUnreachable}},
+		{"403", &api.ResponseError{StatusCode: 403, Errors: []string{"permission denied"}}, []error{ErrPermission}, []error{ErrNotFound, ErrUnreachable}},
+		{"401", &api.ResponseError{StatusCode: 401}, []error{ErrPermission}, nil},
+		{"500", &api.ResponseError{StatusCode: 500}, nil, []error{ErrNotFound, ErrPermission, ErrUnreachable}},
+		{"refused", refused, []error{ErrUnreachable}, []error{ErrNotFound, ErrPermission}},
+		{"cancelled", &url.Error{Op: "Get", URL: "http://x", Err: context.Canceled}, nil, []error{ErrUnreachable}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Wrap(OpKVRead, tt.err)
+			for _, k := range tt.is {
+				if !errors.Is(err, k) {
+					t.Errorf("%v is not %v", err, k)
+				}
+			}
+			for _, k := range tt.not {
+				if errors.Is(err, k) {
+					t.Errorf("%v is %v", err, k)
+				}
+			}
+		})
 	}
 }

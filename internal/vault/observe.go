@@ -19,6 +19,13 @@ const (
 	OpKVMetadata     = "kv_metadata"
 	OpKVRead         = "kv_read"
 	OpTransitDecrypt = "transit_decrypt"
+	OpKVWrite        = "kv_write"
+	OpKVDelete       = "kv_delete"
+	OpKVList         = "kv_list"
+	OpMount          = "mount_info"
+	OpTransitEncrypt = "transit_encrypt"
+	OpTransitRewrap  = "transit_rewrap"
+	OpTransitKey     = "transit_key"
 	OpOther          = "other"
 )
 
@@ -79,9 +86,7 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(r)
 	d := time.Since(start)
 	op := OpOf(r)
-	if t.metrics != nil {
-		t.metrics.VaultRequestDuration.WithLabelValues(op).Observe(d.Seconds())
-	}
+	t.metrics.VaultRequestDuration.WithLabelValues(op).Observe(d.Seconds())
 	if t.observer != nil {
 		status := 0
 		if resp != nil {

@@ -12,10 +12,10 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/credlet/credlet/internal/credspec"
 	"github.com/credlet/credlet/internal/securemem"
 	"github.com/credlet/credlet/internal/store"
 )
@@ -26,10 +26,9 @@ const DefaultTimeout = 5 * time.Second
 // ErrRejected is wrapped when the hook answers with a non-2xx status.
 var ErrRejected = errors.New("candidate version rejected by the verify hook")
 
-// ErrNotLoopback is wrapped when a connection would leave the host.
-var ErrNotLoopback = errors.New("verify hook address is not loopback")
-
-const allowed = "allowed: http://127.0.0.1:PORT/PATH (any 127.0.0.0/8), http://[::1]:PORT/PATH, http://localhost:PORT/PATH, or unix:/path/to.sock"
+// ErrNotLoopback is wrapped when a hook URL or a connection would leave
+// the host.
+var ErrNotLoopback = credspec.ErrNotLoopback
 
 // Options configure the check.
 type Options struct {
@@ -62,26 +61,18 @@ func New(rawURL string, opts Options) (*HTTP, error) {
 		IdleConnTimeout:     time.Minute,
 		DisableCompression:  true,
 	}
-	if path, ok := strings.CutPrefix(rawURL, "unix:"); ok {
-		if !strings.HasPrefix(path, "/") || len(path) > 107 || strings.ContainsAny(path, "?#") {
-			return nil, fmt.Errorf("verify URL %q: a unix socket must be an absolute path of at most 107 bytes; %s", rawURL, allowed)
-		}
+	target, err := credspec.ParseVerifyURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if path := target.UnixPath; path != "" {
 		h.url = "http://unix/"
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)
 		}
 	} else {
-		u, err := url.Parse(rawURL)
-		if err != nil || u.Scheme != "http" || u.Host == "" || u.User != nil || u.Fragment != "" {
-			return nil, fmt.Errorf("verify URL %q: want plain http to a loopback address; %s", rawURL, allowed)
-		}
-		if host := u.Hostname(); host != "localhost" {
-			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-				return nil, fmt.Errorf("verify URL %q: host %q is not loopback; %s", rawURL, host, allowed)
-			}
-		}
-		h.url = u.String()
+		h.url = target.URL
 		d := &net.Dialer{Control: loopbackOnly}
 		tr.DialContext = d.DialContext
 	}

@@ -158,9 +158,7 @@ func (m *Manager) login(ctx context.Context) bool {
 		if permanent {
 			result, wait, level = LoginPermanentError, m.o.jitter(m.o.PermanentRetry), slog.LevelError
 		}
-		if m.o.Metrics != nil {
-			m.o.Metrics.Logins.WithLabelValues(m.method.Name(), result).Inc()
-		}
+		m.o.Metrics.Logins.WithLabelValues(m.method.Name(), result).Inc()
 		m.o.Audit.Log(audit.Record{Event: audit.Login, Result: "error",
 			Detail: fmt.Sprintf("method=%s %s: %v", m.method.Name(), result, err)})
 		m.log.Log(ctx, level, "vault login failed", "error", err.Error(), "permanent", permanent,
@@ -180,10 +178,8 @@ func (m *Manager) loggedIn(s *api.Secret, sent time.Time) {
 	m.tok = token{accessor: a.Accessor, issued: sent, ttl: ttl, asked: ttl, renewable: a.Renewable}
 	m.mu.Unlock()
 	m.drainWake()
-	if m.o.Metrics != nil {
-		m.o.Metrics.Logins.WithLabelValues(m.method.Name(), LoginSuccess).Inc()
-		m.o.Metrics.TokenTTL.Set(ttl.Seconds())
-	}
+	m.o.Metrics.Logins.WithLabelValues(m.method.Name(), LoginSuccess).Inc()
+	m.o.Metrics.TokenTTL.Set(ttl.Seconds())
 	m.o.Audit.Log(audit.Record{Event: audit.Login, Result: "ok",
 		Detail: fmt.Sprintf("method=%s accessor=%s ttl=%s renewable=%t", m.method.Name(), a.Accessor, ttl, a.Renewable)})
 	m.log.Info("vault login", "accessor", a.Accessor, "ttl_seconds", a.LeaseDuration, "renewable", a.Renewable)
@@ -315,9 +311,7 @@ func (m *Manager) renew(ctx context.Context, tok token) error {
 			return err
 		}
 		err = vault.Wrap(vault.OpRenew, err)
-		if m.o.Metrics != nil {
-			m.o.Metrics.TokenRenewals.WithLabelValues(RenewError).Inc()
-		}
+		m.o.Metrics.TokenRenewals.WithLabelValues(RenewError).Inc()
 		m.o.Audit.Log(audit.Record{Event: audit.Renew, Result: "error",
 			Detail: fmt.Sprintf("accessor=%s: %v", tok.accessor, err)})
 		return err
@@ -331,10 +325,8 @@ func (m *Manager) renew(ctx context.Context, tok token) error {
 	if capped {
 		result = RenewCapped
 	}
-	if m.o.Metrics != nil {
-		m.o.Metrics.TokenRenewals.WithLabelValues(result).Inc()
-		m.o.Metrics.TokenTTL.Set(ttl.Seconds())
-	}
+	m.o.Metrics.TokenRenewals.WithLabelValues(result).Inc()
+	m.o.Metrics.TokenTTL.Set(ttl.Seconds())
 	m.o.Audit.Log(audit.Record{Event: audit.Renew, Result: "ok",
 		Detail: fmt.Sprintf("accessor=%s ttl=%s %s", tok.accessor, ttl, result)})
 	m.log.Info("vault token renewed", "accessor", tok.accessor, "ttl_seconds", s.Auth.LeaseDuration, "capped", capped)

@@ -21,7 +21,7 @@ type Options struct {
 	RenewAt float64        // fraction of the TTL, in (0, 1); default 0.8
 	Clock   clock.Clock    // default clock.Real
 	Logger  *slog.Logger   // default: discard
-	Metrics *metrics.Agent // optional
+	Metrics *metrics.Agent // nil: a private set nobody reads
 	Audit   *audit.Logger  // optional
 	Backoff Backoff        // retry schedule for transient errors
 	// PermanentRetry is the wait after a permanent login error (bad role,
@@ -46,6 +46,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Clock == nil {
 		o.Clock = clock.Real
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New() // a private set nobody reads: components never check for nil
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

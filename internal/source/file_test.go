@@ -1,10 +1,10 @@
-package filesource
+package source_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"github.com/credlet/credlet/internal/testlog"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,8 +18,11 @@ import (
 	"github.com/credlet/credlet/internal/audit"
 	"github.com/credlet/credlet/internal/clock"
 	"github.com/credlet/credlet/internal/credspec"
+	"github.com/credlet/credlet/internal/filesource"
 	"github.com/credlet/credlet/internal/metrics"
+	"github.com/credlet/credlet/internal/source"
 	"github.com/credlet/credlet/internal/store"
+	"github.com/credlet/credlet/internal/testlog"
 )
 
 type lockedBuffer = testlog.Buffer
@@ -27,7 +30,7 @@ type lockedBuffer = testlog.Buffer
 // fixture is a credentials file, its key and an agent-side source.
 type fixture struct {
 	dir, path, keyFile string
-	key                *Key
+	key                *filesource.Key
 	st                 *store.Store
 	m                  *metrics.Agent
 	auditOut           *lockedBuffer
@@ -42,20 +45,20 @@ func newFixture(t *testing.T, creds ...string) *fixture {
 	return f
 }
 
-func (f *fixture) edit(t *testing.T, fn func(d *Document) error) {
+func (f *fixture) edit(t *testing.T, fn func(d *filesource.Document) error) {
 	t.Helper()
-	if err := Edit(context.Background(), f.path, f.key, fn); err != nil {
+	if err := filesource.Edit(context.Background(), f.path, f.key, fn); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func (f *fixture) put(t *testing.T, path string, cas int, kv ...string) {
 	t.Helper()
-	f.edit(t, func(d *Document) error { _, err := d.Put(path, fields(kv...), cas, time.Now()); return err })
+	f.edit(t, func(d *filesource.Document) error { _, err := d.Put(path, fields(kv...), cas, time.Now()); return err })
 }
 
 // source declares creds in a fresh store and builds a source on it.
-func (f *fixture) source(t *testing.T, c clock.Clock, creds []credspec.Credential) (*Source, *audit.Logger) {
+func (f *fixture) source(t *testing.T, c clock.Clock, creds []credspec.Credential) (*source.File, *audit.Logger) {
 	t.Helper()
 	var decl []store.Declared
 	for _, c := range creds {
@@ -68,8 +71,8 @@ func (f *fixture) source(t *testing.T, c clock.Clock, creds []credspec.Credentia
 	t.Cleanup(st.Close)
 	f.st = st
 	al := audit.New(f.auditOut)
-	s, err := New(f.path, f.keyFile, st, Options{
-		Logger: slogTo(f.logs), Metrics: f.m, Audit: al, Clock: c, Credentials: creds, Refresh: time.Minute,
+	s, err := source.NewFile(f.path, f.keyFile, creds, st, source.Options{
+		Logger: slogTo(f.logs), Metrics: f.m, Audit: al, Clock: c, Refresh: time.Minute,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +112,7 @@ func TestOnceCommitsAndValidates(t *testing.T) {
 	}
 	s, _ := f.source(t, clock.Real, creds)
 	err := s.Once(context.Background())
-	if err == nil || !strings.Contains(err.Error(), `partial: secret/demo/partial version 1: required field "api_secret" is missing or empty`) {
+	if err == nil || !strings.Contains(err.Error(), `partial: version 1: credential set invalid: field "api_secret" missing (the secret has: api_key)`) {
 		t.Fatalf("Once err = %v", err)
 	}
 	if strings.Contains(err.Error(), "absent") {
@@ -125,11 +128,17 @@ func TestOnceCommitsAndValidates(t *testing.T) {
 	if !strings.Contains(st[2].LastError, "not in the credentials file") {
 		t.Fatalf("absent status: %+v", st[2])
 	}
-	if got := value(t, f.m.Rotations.WithLabelValues("partial", metrics.RotationInvalid)); got != 1 {
+	if got := metricValue(t, f.m.Rotations.WithLabelValues("partial", metrics.RotationInvalid)); got != 1 {
 		t.Fatalf("invalid rotations = %v", got)
 	}
-	if got := value(t, f.m.CredentialVersion.WithLabelValues("exchange")); got != 1 {
+	if got := metricValue(t, f.m.CredentialVersion.WithLabelValues("exchange")); got != 1 {
 		t.Fatalf("version gauge = %v", got)
+	}
+	// The same last-rotation value as the Vault backend: the version's
+	// creation time with its fraction, not truncated to the second.
+	created := st[0].CreatedAt
+	if got, want := metricValue(t, f.m.LastRotation.WithLabelValues("exchange")), float64(created.UnixNano())/1e9; got != want {
+		t.Fatalf("last rotation = %v, want %v", got, want)
 	}
 }
 
@@ -137,7 +146,7 @@ func TestNamesFromFile(t *testing.T) {
 	f := newFixture(t)
 	f.put(t, "secret/demo/exchange", 0, "api_key", "FAKE")
 	f.put(t, "secret/demo/oauth", 0, "refresh_token", "FAKE")
-	got, err := Names(f.path, f.keyFile)
+	got, err := filesource.Names(f.path, f.keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +155,7 @@ func TestNamesFromFile(t *testing.T) {
 	}
 	// With no Credentials option the source serves what the file defines.
 	s, _ := f.source(t, clock.Real, got)
-	s2, err := New(f.path, f.keyFile, f.st, Options{})
+	s2, err := source.NewFile(f.path, f.keyFile, nil, f.st, source.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,12 +164,12 @@ func TestNamesFromFile(t *testing.T) {
 		t.Fatalf("credentials %v", s2.Credentials())
 	}
 	other := filepath.Join(f.dir, "other.key")
-	k2, err := GenerateKey(other)
+	k2, err := filesource.GenerateKey(other)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer k2.Close()
-	if _, err := Names(f.path, other); !errors.Is(err, ErrWrongKey) {
+	if _, err := filesource.Names(f.path, other); !errors.Is(err, filesource.ErrWrongKey) {
 		t.Fatalf("Names with the wrong key: %v", err)
 	}
 }
@@ -209,7 +218,7 @@ func TestRunRotatesOnEdit(t *testing.T) {
 
 	// A file written under another key: the last good version keeps serving.
 	other, _ := newTestKey(t, f.dir, "other.key")
-	if err := Edit(context.Background(), f.path+".new", other, func(d *Document) error {
+	if err := filesource.Edit(context.Background(), f.path+".new", other, func(d *filesource.Document) error {
 		_, err := d.Put("secret/demo/exchange", fields("api_key", "FAKE-evil"), -1, time.Now())
 		return err
 	}); err != nil {
@@ -224,7 +233,7 @@ func TestRunRotatesOnEdit(t *testing.T) {
 	if v, val := field(t, f.st, "exchange", "api_key"); v != 2 || val != "FAKE-key-2" {
 		t.Fatalf("after bad file: v%d %q", v, val)
 	}
-	if got := value(t, f.m.Rotations.WithLabelValues("exchange", metrics.RotationDecryptFailed)); got != 1 {
+	if got := metricValue(t, f.m.Rotations.WithLabelValues("exchange", metrics.RotationDecryptFailed)); got != 1 {
 		t.Fatalf("decrypt_failed = %v", got)
 	}
 
@@ -240,7 +249,7 @@ func TestRunRotatesOnEdit(t *testing.T) {
 	if !strings.Contains(f.auditOut.String(), `"event":"commit","credential":"exchange","version":2`) {
 		t.Fatalf("no commit record for version 2:\n%s", f.auditOut.String())
 	}
-	if value(t, f.m.Rotations.WithLabelValues("exchange", metrics.RotationCommitted)) != 2 {
+	if metricValue(t, f.m.Rotations.WithLabelValues("exchange", metrics.RotationCommitted)) != 2 {
 		t.Fatal("committed rotations != 2")
 	}
 }
@@ -251,7 +260,7 @@ func TestRunRotatesOnEdit(t *testing.T) {
 func TestRunPollsBehindSymlink(t *testing.T) {
 	f := newFixture(t)
 	real := filepath.Join(t.TempDir(), "real.enc")
-	if err := Edit(context.Background(), real, f.key, func(d *Document) error {
+	if err := filesource.Edit(context.Background(), real, f.key, func(d *filesource.Document) error {
 		_, err := d.Put("secret/demo/exchange", fields("api_key", "FAKE-1"), 0, time.Now())
 		return err
 	}); err != nil {
@@ -270,7 +279,7 @@ func TestRunPollsBehindSymlink(t *testing.T) {
 	if v, _ := field(t, f.st, "exchange", "api_key"); v != 1 {
 		t.Fatalf("initial version %d", v)
 	}
-	if err := Edit(context.Background(), real, f.key, func(d *Document) error {
+	if err := filesource.Edit(context.Background(), real, f.key, func(d *filesource.Document) error {
 		_, err := d.Put("secret/demo/exchange", fields("api_key", "FAKE-2"), 1, time.Now())
 		return err
 	}); err != nil {
@@ -316,7 +325,7 @@ func TestRevokeKeepsLastGood(t *testing.T) {
 	if err := s.Once(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	f.edit(t, func(d *Document) error { _, err := d.Delete("secret/demo/exchange", time.Now()); return err })
+	f.edit(t, func(d *filesource.Document) error { _, err := d.Delete("secret/demo/exchange", time.Now()); return err })
 	if err := s.Once(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -338,73 +347,12 @@ func TestNewErrors(t *testing.T) {
 	f.put(t, "secret/demo/exchange", 0, "api_key", "FAKE-1")
 	st, _ := store.New([]store.Declared{{Name: "exchange"}})
 	defer st.Close()
-	if _, err := New(f.path, filepath.Join(f.dir, "nokey"), st, Options{}); !errors.Is(err, ErrKeyFile) {
+	if _, err := source.NewFile(f.path, filepath.Join(f.dir, "nokey"), nil, st, source.Options{}); !errors.Is(err, filesource.ErrKeyFile) {
 		t.Fatalf("missing key: %v", err)
 	}
-	_, err := New(f.path, f.keyFile, st, Options{Credentials: []credspec.Credential{mustSpec(t, "other=secret/x/y")}})
+	_, err := source.NewFile(f.path, f.keyFile, []credspec.Credential{mustSpec(t, "other=secret/x/y")}, st, source.Options{})
 	if err == nil || !strings.Contains(err.Error(), `"other" is not declared`) {
 		t.Fatalf("undeclared: %v", err)
-	}
-}
-
-func TestEditSerializesWriters(t *testing.T) {
-	f := newFixture(t)
-	f.put(t, "secret/demo/c", 0, "n", "FAKE-0")
-	const writers = 8
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	for i := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Read-modify-write with CAS inside the lock: all succeed.
-			errs <- Edit(context.Background(), f.path, f.key, func(d *Document) error {
-				r, err := d.Get("secret/demo/c", 0)
-				if err != nil {
-					return err
-				}
-				_, err = d.Put("secret/demo/c", fields("n", "FAKE-"+string(rune('a'+i))), r.Version, time.Now())
-				return err
-			})
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	d, err := Read(f.path, f.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Wipe()
-	if r, _ := d.Get("secret/demo/c", 0); r.Version != writers+1 {
-		t.Fatalf("version %d, want %d", r.Version, writers+1)
-	}
-	// A failing edit writes nothing.
-	before, _ := os.ReadFile(f.path)
-	err = Edit(context.Background(), f.path, f.key, func(d *Document) error {
-		_, err := d.Put("secret/demo/c", fields("n", "FAKE-x"), 1, time.Now())
-		return err
-	})
-	if !errors.Is(err, ErrCASConflict) {
-		t.Fatalf("stale CAS: %v", err)
-	}
-	after, _ := os.ReadFile(f.path)
-	if !bytes.Equal(before, after) {
-		t.Fatal("a failed edit rewrote the file")
-	}
-	entries, _ := os.ReadDir(f.dir)
-	for _, e := range entries {
-		if strings.Contains(e.Name(), ".tmp-") {
-			t.Fatalf("temp file left behind: %s", e.Name())
-		}
-	}
-	fi, _ := os.Stat(f.path)
-	if fi.Mode().Perm() != 0o600 {
-		t.Fatalf("file mode %v", fi.Mode().Perm())
 	}
 }
 
@@ -420,7 +368,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // value reads a counter's or gauge's current value.
-func value(t *testing.T, m prometheus.Metric) float64 {
+func metricValue(t *testing.T, m prometheus.Metric) float64 {
 	t.Helper()
 	var d dto.Metric
 	if err := m.Write(&d); err != nil {
@@ -430,4 +378,25 @@ func value(t *testing.T, m prometheus.Metric) float64 {
 		return d.Counter.GetValue()
 	}
 	return d.Gauge.GetValue()
+}
+
+func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewJSONHandler(w, nil)) }
+
+func fields(kv ...string) map[string][]byte {
+	m := map[string][]byte{}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = []byte(kv[i+1])
+	}
+	return m
+}
+
+func newTestKey(t *testing.T, dir, name string) (*filesource.Key, string) {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	k, err := filesource.GenerateKey(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	return k, p
 }

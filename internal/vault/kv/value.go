@@ -1,63 +1,21 @@
-package source
+package kv
 
 import (
 	"errors"
-	"fmt"
-	"io"
 	"unicode/utf16"
 	"unicode/utf8"
 )
 
-var errBodyTooLarge = errors.New("response body too large")
+// ErrBadString is a field value that is not valid JSON string syntax.
+var ErrBadString = errors.New("malformed JSON string")
 
-// readBody reads a response body of at most max bytes into one buffer the
-// caller wipes. When the buffer must grow, the old one is wiped first, so
-// no stray copy of the body is left behind.
-func readBody(r io.Reader, size int64, max int) ([]byte, error) {
-	if size > int64(max) {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", errBodyTooLarge, size, max)
-	}
-	n := 4096
-	if size > 0 {
-		n = int(size) + 1 // +1 to see EOF without growing
-	}
-	buf := make([]byte, 0, n)
-	for {
-		if len(buf) == cap(buf) {
-			if len(buf) >= max+1 {
-				clear(buf)
-				return nil, fmt.Errorf("%w: limit %d", errBodyTooLarge, max)
-			}
-			nb := make([]byte, len(buf), min(2*cap(buf), max+1))
-			copy(nb, buf)
-			clear(buf)
-			buf = nb
-		}
-		k, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+k]
-		if err == io.EOF {
-			if len(buf) > max {
-				clear(buf)
-				return nil, fmt.Errorf("%w: limit %d", errBodyTooLarge, max)
-			}
-			return buf, nil
-		}
-		if err != nil {
-			clear(buf)
-			return nil, err
-		}
-	}
-}
-
-var errBadString = errors.New("malformed JSON string")
-
-// fieldValue turns a JSON value from a KV secret into the bytes delivered:
+// Value turns a JSON value from a KV secret into the bytes delivered:
 // a string's unescaped contents, null as empty, anything else (number,
 // bool, object, array) as its JSON text. The result is a fresh slice.
-func fieldValue(raw []byte) ([]byte, error) {
+func Value(raw []byte) ([]byte, error) {
 	switch {
 	case len(raw) == 0:
-		return nil, errBadString
+		return nil, ErrBadString
 	case raw[0] == '"':
 		return unquote(raw)
 	case string(raw) == "null":
@@ -70,7 +28,7 @@ func fieldValue(raw []byte) ([]byte, error) {
 // slice, without making a Go string of it.
 func unquote(raw []byte) ([]byte, error) {
 	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
-		return nil, errBadString
+		return nil, ErrBadString
 	}
 	s := raw[1 : len(raw)-1]
 	out := make([]byte, 0, len(s))
@@ -79,7 +37,7 @@ func unquote(raw []byte) ([]byte, error) {
 		if c != '\\' {
 			if c < 0x20 || c == '"' {
 				clear(out)
-				return nil, errBadString
+				return nil, ErrBadString
 			}
 			if c < utf8.RuneSelf {
 				out = append(out, c)
@@ -97,7 +55,7 @@ func unquote(raw []byte) ([]byte, error) {
 		}
 		if i+1 >= len(s) {
 			clear(out)
-			return nil, errBadString
+			return nil, ErrBadString
 		}
 		switch s[i+1] {
 		case '"', '\\', '/':
@@ -116,7 +74,7 @@ func unquote(raw []byte) ([]byte, error) {
 			r, ok := hex4(s[i+2:])
 			if !ok {
 				clear(out)
-				return nil, errBadString
+				return nil, ErrBadString
 			}
 			i += 6
 			if utf16.IsSurrogate(r) {
@@ -135,7 +93,7 @@ func unquote(raw []byte) ([]byte, error) {
 			continue
 		default:
 			clear(out)
-			return nil, errBadString
+			return nil, ErrBadString
 		}
 		i += 2
 	}

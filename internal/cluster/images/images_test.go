@@ -94,7 +94,7 @@ func layerEntries(t *testing.T, archive, ref string) []string {
 }
 
 func mode(m int64) string { return fmt.Sprintf("%04o", m) }
-func itoa(n int) string    { return strconv.Itoa(n) }
+func itoa(n int) string   { return strconv.Itoa(n) }
 
 func TestInvalid(t *testing.T) {
 	for _, im := range []Image{

@@ -84,6 +84,10 @@ func RunID() string { return os.Getenv(envRunID) }
 // whatever way the program ends: the kernel kills init when the waiting
 // process dies (parent-death signal), and the namespace with it.
 //
+// The program gets its own TMPDIR (removed afterwards): inside, pids are
+// those of the run's PID namespace, so a sweep of temp folders named after
+// dead pids (internal/testenv's) must not see other processes' folders.
+//
 // Network: the namespace has only lo and what the cluster creates (its CNI
 // bridge and the pods' veths). Nothing listens on the machine's own
 // interfaces and nothing can leave the machine.
@@ -107,6 +111,15 @@ func Isolate(opts ...IsolateOption) error {
 	}
 	runID := strconv.Itoa(os.Getpid())
 	sweepStaleCgroups()
+	sweepStaleTemp()
+	// The run's own TMPDIR: inside, pids are those of the run's PID
+	// namespace, so code that sweeps temp folders of dead processes by pid
+	// (internal/testenv does) must not see other processes' folders.
+	tmp, err := os.MkdirTemp("", "credlet-run-"+runID+"-")
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrIsolate, err)
+	}
+	defer os.RemoveAll(tmp)
 	var files []*os.File
 	for range o.hostListeners {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -124,7 +137,7 @@ func Isolate(opts ...IsolateOption) error {
 		Path: self,
 		Args: os.Args,
 		Env: withEnv(os.Environ(), envStage+"="+stageInit, envRunID+"="+runID,
-			envHostListeners+"="+strconv.Itoa(len(files))),
+			envHostListeners+"="+strconv.Itoa(len(files)), "TMPDIR="+tmp),
 		Stdin:      os.Stdin,
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
@@ -151,6 +164,7 @@ func Isolate(opts ...IsolateOption) error {
 	}()
 	_ = cmd.Wait()
 	removeCgroups(runID)
+	_ = os.RemoveAll(tmp)
 	os.Exit(exitCode(cmd.ProcessState.Sys().(syscall.WaitStatus)))
 	return nil
 }
@@ -316,6 +330,18 @@ func sweepStaleCgroups() {
 		seen[id] = true
 		if syscall.Kill(pid, 0) == syscall.ESRCH {
 			removeCgroups(id)
+		}
+	}
+}
+
+// sweepStaleTemp removes the TMPDIRs of runs whose waiting process is gone.
+func sweepStaleTemp() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "credlet-run-*"))
+	for _, d := range dirs {
+		id, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), "credlet-run-"), "-")
+		if pid, err := strconv.Atoi(id); err == nil && syscall.Kill(pid, 0) == syscall.ESRCH {
+			unmountBelow(d)
+			_ = os.RemoveAll(d)
 		}
 	}
 }

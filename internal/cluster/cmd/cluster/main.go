@@ -8,6 +8,10 @@
 // SIGTERM. The apiserver and Vault are reachable from this machine's
 // loopback at the addresses in that line (forwarded into the run's network
 // namespace).
+//
+// `cluster render` prints manifests/overlays/test rendered (kustomize's Go
+// API) with a new serving certificate for the injector and its CA in the
+// webhook, for `kubectl apply -f -` against that cluster.
 package main
 
 import (
@@ -20,12 +24,21 @@ import (
 	"syscall"
 	"time"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/credlet/credlet/internal/cluster"
 )
 
 func main() {
 	verbose := flag.Bool("v", false, "print each start step")
 	flag.Parse()
+	if flag.Arg(0) == "render" {
+		if err := render(); err != nil {
+			fmt.Fprintln(os.Stderr, "cluster render:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	// Two listeners on this machine's loopback: the apiserver and Vault.
 	if err := cluster.Isolate(cluster.WithHostListeners(2)); err != nil {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
@@ -76,5 +89,24 @@ func run(verbose bool) error {
 	fmt.Fprintf(os.Stderr, "cluster: logs in %s\n", filepath.Join(c.Dir, "logs"))
 	<-ctx.Done()
 	fmt.Fprintln(os.Stderr, "cluster: stopping")
+	return nil
+}
+
+func render() error {
+	root, err := cluster.ModuleRoot(context.Background())
+	if err != nil {
+		return err
+	}
+	objs, err := cluster.RenderCredlet(root)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		b, err := yaml.Marshal(o.Object)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("---\n%s", b)
+	}
 	return nil
 }

@@ -24,8 +24,10 @@ import (
 // a real Vault and kube-apiserver, then proves what each identity may do:
 // a pod of partner acme reads and decrypts acme's credentials and is denied
 // beta's; a pod of an unknown namespace or with the wrong audience can't
-// log in; the AppRole bot reads acme's only; the operator writes with
-// Transit through `creds` but cannot decrypt.
+// log in; the same holds for jwt auth (configured by OIDC discovery of the
+// apiserver's own issuer, and once more from its public keys); the AppRole
+// bot reads acme's only; the operator writes with Transit through `creds`
+// but cannot decrypt.
 func TestVaultSetup(t *testing.T) {
 	c := kubeClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -62,11 +64,15 @@ func TestVaultSetup(t *testing.T) {
 		}
 		return p
 	}
+	issuer, keys, err := kube.Issuer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	env := append(os.Environ(),
 		"VAULT="+bin, "VAULT_ADDR="+vlt.Addr, "VAULT_TOKEN="+vlt.RootToken, "HOME="+dir,
 		"PARTNERS=acme beta", "APPROLE_BOTS=acme",
 		"K8S_HOST="+kube.Config.Host, "K8S_CA_CERT="+write("ca.crt", string(kube.Config.CAData)),
-		"TOKEN_REVIEWER_JWT="+write("reviewer.jwt", reviewer))
+		"TOKEN_REVIEWER_JWT="+write("reviewer.jwt", reviewer), "JWT_ISSUER="+issuer)
 	for range 2 {
 		cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "manifests/vault/setup.sh"))
 		cmd.Env = env
@@ -77,6 +83,13 @@ func TestVaultSetup(t *testing.T) {
 		if !strings.Contains(string(out), ">> done") || strings.Contains(string(out), vlt.RootToken) {
 			t.Fatalf("setup.sh output:\n%s", out)
 		}
+	}
+	// jwt auth from the issuer's public keys instead of OIDC discovery.
+	keysEnv := append(env, "JWT_AUTH_MOUNT=jwt-keys", "JWT_PUBKEYS="+write("sa.pub", strings.Join(keys, "")))
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "manifests/vault/setup.sh"))
+	cmd.Env = keysEnv
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "at the keys in") {
+		t.Fatalf("setup.sh with JWT_PUBKEYS: %v\n%s", err, out)
 	}
 	// Bad input is one line naming the problem.
 	bad := exec.CommandContext(ctx, "bash", filepath.Join(root, "manifests/vault/setup.sh"))
@@ -146,6 +159,18 @@ func TestVaultSetup(t *testing.T) {
 	gamma, _ := kube.TokenRequest(ctx, "gamma", "bot", "vault", 10*time.Minute)
 	if _, err := root.Logical().Write("auth/kubernetes/login", map[string]any{"role": "credlet-partner", "jwt": gamma}); err == nil {
 		t.Error("a namespace that is not a partner logged in")
+	}
+
+	// The same pod through jwt auth, both ways of configuring it: no
+	// TokenReview, the same per-partner policy.
+	for _, mount := range []string{"jwt", "jwt-keys"} {
+		acme := login(t, mount, map[string]any{"role": "credlet-partner", "jwt": jwt})
+		checkPartnerAccess(t, acme, "acme", "beta")
+		for what, tok := range map[string]string{"wrong audience": wrongAud, "a namespace that is not a partner": gamma} {
+			if _, err := root.Logical().Write("auth/"+mount+"/login", map[string]any{"role": "credlet-partner", "jwt": tok}); err == nil {
+				t.Errorf("%s: %s logged in", mount, what)
+			}
+		}
 	}
 
 	// The AppRole bot of acme.

@@ -12,6 +12,15 @@
 // failures (the agent restarting, a refused connection, not ready yet) are
 // retried with exponential backoff and jitter, within the context.
 //
+// Watch retries transient failures for as long as its context lasts, but
+// stops on a permanent one (forbidden, not found, bad request), closing its
+// channel; OnError lets the caller hear of every error, the last one
+// wrapping ErrWatchStopped:
+//
+//	updates := c.Watch(ctx, "zerodha", client.OnError(func(err error) {
+//		if errors.Is(err, client.ErrWatchStopped) { ... } // will never deliver: alert, exit
+//	}))
+//
 // A Credential's String, GoString, Format (every fmt verb), LogValue and
 // MarshalJSON print [REDACTED] instead of values, so logging one by mistake
 // leaks nothing; read values with Field or the Fields map.

@@ -28,8 +28,14 @@ func Example() {
 	_ = apiKey      // log.Print(cred) would print [REDACTED] for the values
 	log.Print(cred) // credential zerodha v3 fields [access_token api_key api_secret] values [REDACTED]
 
-	// Each new version, within milliseconds of its commit, until ctx ends.
-	for cred := range c.Watch(context.Background(), "zerodha") {
+	// Each new version, within milliseconds of its commit, until ctx ends
+	// or an error that retrying cannot cure (then the loop ends too).
+	onError := client.OnError(func(err error) {
+		if errors.Is(err, client.ErrWatchStopped) {
+			log.Printf("no more updates: %v", err)
+		}
+	})
+	for cred := range c.Watch(context.Background(), "zerodha", onError) {
 		log.Printf("rotated to version %d", cred.Version)
 	}
 }

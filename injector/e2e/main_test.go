@@ -35,7 +35,10 @@ var (
 const (
 	nsAcme  = "e2e-acme"  // pods here may read secret/partners/acme/...
 	nsAgent = "e2e-agent" // the agent end-to-end test's namespace
+	nsJWT   = "e2e-jwt"   // the same with jwt auth at the config's authMount
 	nsOther = "e2e-other" // not in the injector's config
+
+	jwtMount = "jwt-e2e" // nsJWT's authMount in the injector's config
 )
 
 func TestMain(m *testing.M) {
@@ -50,7 +53,10 @@ func TestMain(m *testing.M) {
 		if err := vault.ConfigureKubernetesAuth(kube, ""); err != nil {
 			return err
 		}
-		for _, ns := range []string{nsAcme, nsAgent, nsOther} {
+		if err := vault.ConfigureJWTAuth(kube, jwtMount); err != nil {
+			return err
+		}
+		for _, ns := range []string{nsAcme, nsAgent, nsJWT, nsOther} {
 			if err := kube.EnsureNamespace(ctx, ns); err != nil {
 				return err
 			}
@@ -111,7 +117,10 @@ namespaces:
     allowedPaths: [secret/partners/acme]
   %s:
     allowedPaths: [secret/partners/e2e]
-`, vault.Addr, nsAcme, nsAgent)
+  %s:
+    allowedPaths: [secret/partners/e2e]
+    authMount: %s
+`, vault.Addr, nsAcme, nsAgent, nsJWT, jwtMount)
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		return nil, err
 	}

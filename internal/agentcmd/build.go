@@ -135,6 +135,8 @@ func (a *agent) buildVault() error {
 	switch cfg.Auth {
 	case "kubernetes":
 		method = auth.Kubernetes(cfg.Role, cfg.AuthMount, cfg.TokenFile)
+	case "jwt":
+		method = auth.JWT(cfg.Role, cfg.AuthMount, cfg.TokenFile)
 	case "approle":
 		method = auth.AppRole(cfg.AuthMount, cfg.RoleIDFile, cfg.SecretIDFile, cfg.SecretIDWrapped)
 	case "token":

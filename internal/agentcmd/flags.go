@@ -65,7 +65,7 @@ type RunConfig struct {
 }
 
 // Auth methods.
-var authMethods = []string{"kubernetes", "approle", "token"}
+var authMethods = []string{"kubernetes", "jwt", "approle", "token"}
 
 // credentialList is the repeatable --credential flag.
 type credentialList struct{ c *[]credspec.Credential }
@@ -159,9 +159,9 @@ func newRunFlags(cfg *RunConfig, getenv func(string) string) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&cfg.VaultAddr, "vault-addr", getenv("VAULT_ADDR"), "Vault address")
 	fs.StringVar(&cfg.VaultCACert, "vault-ca-cert", getenv("VAULT_CACERT"), "PEM bundle to trust for Vault")
-	fs.StringVar(&cfg.Auth, "auth", "kubernetes", "auth method: kubernetes, approle or token (dev only)")
+	fs.StringVar(&cfg.Auth, "auth", "kubernetes", "auth method: kubernetes, jwt, approle or token (dev only)")
 	fs.StringVar(&cfg.AuthMount, "auth-mount", "", "auth mount path (default: the method's name)")
-	fs.StringVar(&cfg.Role, "role", "", "Kubernetes auth role")
+	fs.StringVar(&cfg.Role, "role", "", "Kubernetes or jwt auth role")
 	fs.StringVar(&cfg.TokenFile, "token-file", "/var/run/secrets/credlet/token", "projected service account token, re-read at every login")
 	fs.StringVar(&cfg.VaultTokenFile, "vault-token-file", "", "file holding a Vault token for --auth token (dev only; else VAULT_TOKEN or ~/.vault-token)")
 	fs.StringVar(&cfg.RoleIDFile, "role-id-file", "", "AppRole role_id file")
@@ -233,6 +233,10 @@ func (c *RunConfig) validate() error {
 	case "kubernetes":
 		if c.Role == "" && !c.fileSource() {
 			return usageError("--role is required with --auth kubernetes")
+		}
+	case "jwt":
+		if c.Role == "" {
+			return usageError("--role is required with --auth jwt")
 		}
 	case "approle":
 		if c.RoleIDFile == "" || c.SecretIDFile == "" {

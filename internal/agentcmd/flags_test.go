@@ -41,6 +41,24 @@ func TestRunFlags(t *testing.T) {
 			},
 		},
 		{
+			name: "jwt: mount defaults to jwt, token file as for kubernetes",
+			args: append(base, "--auth", "jwt"),
+			check: func(t *testing.T, c RunConfig) {
+				if c.Auth != "jwt" || c.AuthMount != "jwt" || c.Role != "bot" || c.TokenFile != "/var/run/secrets/credlet/token" {
+					t.Fatalf("jwt config: %+v", c)
+				}
+			},
+		},
+		{
+			name: "jwt with another mount",
+			args: append(base, "--auth", "jwt", "--auth-mount", "jwt-prod"),
+			check: func(t *testing.T, c RunConfig) {
+				if c.AuthMount != "jwt-prod" {
+					t.Fatalf("auth mount %q", c.AuthMount)
+				}
+			},
+		},
+		{
 			name: "VAULT_ADDR honoured",
 			args: []string{"--role", "r", "--credential", "a=secret/x"},
 			env:  map[string]string{"VAULT_ADDR": "http://127.0.0.1:2"},
@@ -64,7 +82,8 @@ func TestRunFlags(t *testing.T) {
 		{name: "unknown flag", args: append(base, "--vault-adr", "x"), wantErr: "unknown flag --vault-adr"},
 		{name: "bad duration", args: append(base, "--refresh", "soon"), wantErr: "--refresh"},
 		{name: "refresh too small", args: append(base, "--refresh", "1ms"), wantErr: "allowed 100ms to 24h"},
-		{name: "bad auth", args: append(base, "--auth", "ldap"), wantErr: "allowed kubernetes, approle, token"},
+		{name: "bad auth", args: append(base, "--auth", "ldap"), wantErr: "allowed kubernetes, jwt, approle, token"},
+		{name: "jwt needs role", args: []string{"--vault-addr", "x", "--credential", "a=secret/x", "--auth", "jwt"}, wantErr: "--role is required with --auth jwt"},
 		{name: "approle needs files", args: append(base, "--auth", "approle"), wantErr: "--role-id-file and --secret-id-file"},
 		{name: "kubernetes needs role", args: []string{"--vault-addr", "x", "--credential", "a=secret/x"}, wantErr: "--role is required"},
 		{name: "no credentials", args: []string{"--vault-addr", "x", "--role", "r"}, wantErr: "at least one"},

@@ -109,6 +109,7 @@ func Run(ctx context.Context, cfg RunConfig, stdout, stderr io.Writer) error {
 	}
 	a.closers = append(a.closers, func() { _ = auditW.Close() })
 	a.audit = audit.New(auditW, audit.Options{Logger: log, Clock: a.clock})
+	m.Registry.MustRegister(a.audit.Collector())
 
 	if err := a.build(ctx); err != nil {
 		return err

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/credlet/credlet/internal/credspec"
 	"github.com/credlet/credlet/internal/oneline"
@@ -27,7 +29,11 @@ type FieldError struct {
 
 func (e *FieldError) Error() string {
 	var b strings.Builder
-	b.WriteString("annotation " + oneline.Clip(e.Key, 80))
+	key := oneline.Clip(e.Key, 80)
+	if strings.IndexFunc(key, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		key = strconv.Quote(key) // no raw control characters in kubectl's output
+	}
+	b.WriteString("annotation " + key)
 	if e.Value != "" {
 		b.WriteString(fmt.Sprintf("=%q", oneline.Clip(e.Value, 80)))
 	}
@@ -129,6 +135,18 @@ func Parse(annotations map[string]string) (Spec, error) {
 	problems = append(problems, crossCheck(&p.spec, seen)...)
 	if len(problems) > 0 {
 		slices.SortStableFunc(problems, func(a, b *FieldError) int { return strings.Compare(a.Key, b.Key) })
+		// A typo suggestion costs an edit distance per known key: only
+		// for the problems a denial lists, so thousands of unknown keys
+		// cost no more than ten.
+		for i, f := range problems {
+			if f.unknown {
+				if i < maxListed {
+					f.Problem = unknownKey(f.Key)
+				} else {
+					f.Problem = "unknown annotation"
+				}
+			}
+		}
 		return Spec{}, &Error{Problems: problems}
 	}
 	return p.spec, nil
@@ -150,7 +168,7 @@ func (p *state) parseKeys(annotations map[string]string) (map[string]bool, []*Fi
 			continue
 		}
 		if f == nil {
-			problems = append(problems, &FieldError{Key: key, Problem: unknownKey(key), unknown: true})
+			problems = append(problems, &FieldError{Key: key, unknown: true}) // Problem: below
 			continue
 		}
 		seen[f.Key] = true
@@ -228,9 +246,13 @@ func crossCheck(s *Spec, seen map[string]bool) []*FieldError {
 	add := func(key, problem string) { out = append(out, &FieldError{Key: key, Problem: problem}) }
 	role, secret, auth := Prefix+"role", Prefix+"approle-secret", Prefix+"auth"
 	switch s.Auth {
-	case AuthKubernetes:
+	case AuthKubernetes, AuthJWT:
 		if !seen[role] {
-			add(role, "required when "+auth+" is kubernetes (the default)")
+			what := "kubernetes (the default)"
+			if s.Auth == AuthJWT {
+				what = "jwt"
+			}
+			add(role, "required when "+auth+" is "+what)
 		}
 		if seen[secret] {
 			add(secret, "only used when "+auth+" is approle")
@@ -240,7 +262,7 @@ func crossCheck(s *Spec, seen map[string]bool) []*FieldError {
 			add(secret, "required when "+auth+" is approle")
 		}
 		if seen[role] {
-			add(role, "only used when "+auth+" is kubernetes")
+			add(role, "only used when "+auth+" is kubernetes or jwt")
 		}
 	}
 	return out

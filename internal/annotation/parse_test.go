@@ -101,6 +101,15 @@ func TestParse(t *testing.T) {
 			},
 		},
 		{
+			name: "jwt",
+			in:   base("credlet.io/auth", "jwt", "credlet.io/auth-mount", "jwt-prod"),
+			want: Spec{
+				Auth: AuthJWT, Role: "acme-bot", AuthMount: "jwt-prod",
+				Credentials: []credspec.Credential{{Name: "exa", Mount: "secret", Path: "partners/acme/exa", Format: credspec.FormatFiles}},
+				Delivery:    Delivery{Socket: true, Files: true},
+			},
+		},
+		{
 			name: "optional false and files,socket",
 			in:   base("credlet.io/credential.exa.optional", "false", "credlet.io/delivery", "files,socket", "credlet.io/notify", "http:http://127.0.0.1:9000/reload"),
 			want: Spec{
@@ -134,7 +143,7 @@ func TestParseDenials(t *testing.T) {
 		{"typo suggests the key", base("credlet.io/rol", "x"), "credlet.io/rol", []string{"unknown annotation", "did you mean credlet.io/role?"}},
 		{"typo in credential option", base("credlet.io/credential.exa.transit-kye", "k"), "credlet.io/credential.exa.transit-kye", []string{"did you mean credlet.io/credential.exa.transit-key?"}},
 		{"inject as annotation", base("credlet.io/inject", "true"), "credlet.io/inject", []string{"is a label"}},
-		{"bad auth", base("credlet.io/auth", "token"), "credlet.io/auth", []string{`"token"`, "allowed: kubernetes, approle"}},
+		{"bad auth", base("credlet.io/auth", "token"), "credlet.io/auth", []string{`"token"`, "allowed: kubernetes, jwt, approle"}},
 		{"bad delivery", base("credlet.io/delivery", "sockets"), "credlet.io/delivery", []string{"allowed: socket,files, socket, files"}},
 		{"bad refresh", base("credlet.io/refresh", "100ms"), "credlet.io/refresh", []string{"from 1s to 24h"}},
 		{"bad uid root", base("credlet.io/uid", "0"), "credlet.io/uid", []string{"from 1 to 2147483647"}},
@@ -169,6 +178,8 @@ func TestParseDenials(t *testing.T) {
 		{"unknown credential option", base("credlet.io/credential.exa.mode", "x"), "credlet.io/credential.exa.mode", []string{"unknown annotation"}},
 		{"no credential", base("credlet.io/credential.exa", "<delete>"), "credlet.io/credential.<name>", []string{"at least one"}},
 		{"kubernetes needs role", base("credlet.io/role", "<delete>"), "credlet.io/role", []string{"required when credlet.io/auth is kubernetes"}},
+		{"jwt needs role", base("credlet.io/role", "<delete>", "credlet.io/auth", "jwt"), "credlet.io/role", []string{"required when credlet.io/auth is jwt"}},
+		{"jwt refuses secret", base("credlet.io/auth", "jwt", "credlet.io/approle-secret", "s"), "credlet.io/approle-secret", []string{"only used when"}},
 		{"approle needs secret", base("credlet.io/role", "<delete>", "credlet.io/auth", "approle"), "credlet.io/approle-secret", []string{"required"}},
 		{"approle refuses role", base("credlet.io/auth", "approle", "credlet.io/approle-secret", "s"), "credlet.io/role", []string{"only used when"}},
 		{"kubernetes refuses secret", base("credlet.io/approle-secret", "s"), "credlet.io/approle-secret", []string{"only used when"}},

@@ -60,18 +60,18 @@ var schema = []Field{
 	},
 	{
 		Key: Prefix + "auth", Default: string(AuthKubernetes),
-		Allowed: "`kubernetes`, `approle`",
-		Doc:     "How the agent logs in to Vault: the pod's ServiceAccount token (audience `vault`) or an AppRole.",
+		Allowed: "`kubernetes`, `jwt`, `approle`",
+		Doc:     "How the agent logs in to Vault: the pod's ServiceAccount token (audience `vault`) through Kubernetes auth (Vault asks the apiserver's TokenReview) or jwt auth (Vault checks the signature itself), or an AppRole.",
 		parse:   parseAuth,
 	},
 	{
-		Key: Prefix + "role", DefaultDoc: "none; required for `kubernetes` auth",
+		Key: Prefix + "role", DefaultDoc: "none; required for `kubernetes` and `jwt` auth",
 		Allowed: "a Vault role name: letters, digits, '.', '_', '-', '@' (1-128)",
-		Doc:     "Vault Kubernetes auth role.",
+		Doc:     "Vault Kubernetes or jwt auth role.",
 		parse:   parseRole,
 	},
 	{
-		Key: Prefix + "auth-mount", DefaultDoc: "injector config, else `kubernetes` / `approle`",
+		Key: Prefix + "auth-mount", DefaultDoc: "injector config, else `kubernetes` / `jwt` / `approle`",
 		Allowed: "a Vault path: segments of letters, digits, '.', '_', '-' joined by '/' (1-128)",
 		Doc:     "Where the auth method is mounted in Vault.",
 		parse:   parseAuthMount,
@@ -85,7 +85,7 @@ var schema = []Field{
 	{
 		Key: Prefix + "vault-addr", DefaultDoc: "injector config (`--vault-addr`)",
 		Allowed: "an http or https URL without user info, query or fragment",
-		Doc:     "Vault address for this pod.",
+		Doc:     "Vault address for this pod; only the namespace's own `vaultAddr` or one in the config's `allowedVaultAddrs` (the agent sends the pod's service-account token there).",
 		parse:   parseVaultAddr,
 	},
 	{

@@ -31,11 +31,12 @@ type Auth string
 // not offered to pods.)
 const (
 	AuthKubernetes Auth = "kubernetes"
+	AuthJWT        Auth = "jwt"
 	AuthAppRole    Auth = "approle"
 )
 
 // Auths are the values credlet.io/auth admits.
-var Auths = []Auth{AuthKubernetes, AuthAppRole}
+var Auths = []Auth{AuthKubernetes, AuthJWT, AuthAppRole}
 
 // Sidecar is how the agent is added to the pod.
 type Sidecar string
@@ -81,7 +82,7 @@ func (d Delivery) String() string {
 type Spec struct {
 	Status        string                // KeyStatus, "" or StatusInjected
 	Auth          Auth                  // default AuthKubernetes
-	Role          string                // Kubernetes auth role
+	Role          string                // Kubernetes or jwt auth role
 	AuthMount     string                // "" : config default, then the agent's
 	AppRoleSecret string                // Secret holding role_id and secret_id
 	VaultAddr     string                // "" : config default

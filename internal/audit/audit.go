@@ -61,6 +61,7 @@ type Record struct {
 const (
 	resultOK      = "ok"
 	resultDropped = "dropped"
+	resultDenied  = "denied"
 )
 
 // ErrRunning is returned by a second concurrent call of Run.
@@ -133,6 +134,8 @@ type Logger struct {
 	dropped atomic.Uint64 // records refused because the queue was full
 	running atomic.Bool
 	reads   readTracker
+	denies  denyTracker
+	head    writtenHead
 
 	// Owned by Run.
 	seq  uint64
@@ -165,8 +168,10 @@ func New(w io.Writer, opts ...Options) *Logger {
 	o := given.withDefaults()
 	l := &Logger{w: w, opt: o, queue: make(chan entry, o.queue)}
 	l.reads.init(int64(o.maxTracked))
+	l.denies.init(o.maxTracked)
 	if c, ok := w.(Chained); ok {
 		l.seq, l.prev = c.Head()
+		l.head.set(l.seq, l.prev)
 	}
 	return l
 }

@@ -6,7 +6,7 @@
 //
 // # Writing
 //
-// Log and ObserveRead never block: records go to a bounded queue that Run,
+// Log, ObserveRead and ObserveDeny never block: records go to a bounded queue that Run,
 // the only writer, drains. When the queue is full a record is dropped and
 // counted; the writer then adds a "gap" record whose "count" is the number
 // lost, so the loss is itself in the chain. Failed writes are counted the
@@ -19,6 +19,10 @@
 // (clock.Clock decides the minute), and once more on shutdown. A key unread
 // for five minutes is forgotten; its next read is recorded at once again.
 // The counts of all read records for a key add up to the reads made.
+// Socket refusals are summarised the same way by ObserveDeny, keyed by the
+// peer's (uid, gid): the first at once, repeats as one "deny" record with
+// "count" per peer and minute, so a refused peer opening thousands of
+// connections adds a few lines, not thousands.
 //
 // # Record
 //
@@ -30,7 +34,7 @@
 //	ts      UTC time the event was logged, 2006-01-02T15:04:05.000000000Z (nine digits)
 //	seq     1 for the first record of a chain, then +1 per line
 //	event   login renew fetch decrypt commit read deny verify gap
-//	count   reads summarised by this record (event read), or records lost (event gap)
+//	count   reads summarised by this record (event read), refusals (event deny), or records lost (event gap)
 //	detail  at most 1 KiB; a longer detail is cut and ends in "..."
 //	prev    the hash of the line before; "" on the first line
 //	hash    see below
@@ -75,7 +79,9 @@
 // The chain makes edits evident, not impossible: whoever can rewrite the
 // whole file can recompute every hash after an edit, and lines cut from the
 // end at a line boundary leave no trace in the file. Ship the trail off the
-// node (or keep the last seq and hash elsewhere) to close those gaps.
+// node, or keep the last seq and hash elsewhere (Logger.Collector exports
+// them as credlet_audit_last_seq and credlet_audit_last_hash_prefix), to
+// close those gaps.
 //
 // # Files
 //

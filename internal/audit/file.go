@@ -21,6 +21,7 @@ type File struct {
 	f        *os.File
 	seq      uint64
 	hash     string
+	regular  bool // a regular file: synced; others (/dev/null, a FIFO) are not
 	Repaired bool // the file ended in a torn line, which Open ended with a newline
 }
 
@@ -30,8 +31,8 @@ type File struct {
 // restarted agent continues the chain: the first new record gets the next
 // seq and the last hash as prev. A last line torn by a crash is ended with a
 // newline and followed by a gap record chained to the record before it
-// (Verify still reports the torn line). Other files (a FIFO, /dev/stdout) start a new
-// chain. The writer also has Sync; close it after the Logger's Run returned.
+// (Verify still reports the torn line). Other files (a FIFO, /dev/stdout,
+// /dev/null) start a new chain and are never fsynced. The writer also has Sync; close it after the Logger's Run returned.
 func Open(path string) (io.WriteCloser, error) {
 	if path == "-" {
 		return stdout{}, nil
@@ -56,6 +57,7 @@ func (af *File) init() error {
 	if !st.Mode().IsRegular() {
 		return nil
 	}
+	af.regular = true
 	if err := unix.Flock(int(af.f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			return errors.New("in use by another process (flock held); each agent needs its own audit file")
@@ -138,8 +140,14 @@ func (af *File) Head() (seq uint64, hash string) { return af.seq, af.hash }
 
 func (af *File) Write(p []byte) (int, error) { return af.f.Write(p) }
 
-// Sync flushes the file to disk.
-func (af *File) Sync() error { return af.f.Sync() }
+// Sync flushes a regular file to disk; on anything else (/dev/null, a
+// FIFO, a terminal) it does nothing, as fsync there fails or means nothing.
+func (af *File) Sync() error {
+	if !af.regular {
+		return nil
+	}
+	return af.f.Sync()
+}
 
 // Close closes the file (releasing its lock).
 func (af *File) Close() error { return af.f.Close() }

@@ -3,9 +3,12 @@ package audit
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/credlet/credlet/internal/testlog"
 )
 
 // writeSession opens path, logs n records, stops the logger and closes.
@@ -166,5 +169,31 @@ func TestOpenStdout(t *testing.T) {
 	}
 	if err := w.Close(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestDevNullNoFsyncError: --audit-file /dev/null (a character device)
+// takes records without an fsync error logged.
+func TestDevNullNoFsyncError(t *testing.T) {
+	w, err := Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var logs testlog.Buffer
+	l := New(w, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	l.Log(Record{Event: Fetch, Credential: "c", Version: 1, Result: "ok"})
+	ctx, cancel := contextCanceled()
+	defer cancel()
+	if err := l.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if logs.String() != "" {
+		t.Fatalf("audit to %s logged: %s", os.DevNull, logs.String())
+	}
+	if s, ok := w.(interface{ Sync() error }); ok {
+		if err := s.Sync(); err != nil {
+			t.Fatalf("Sync on %s: %v", os.DevNull, err)
+		}
 	}
 }

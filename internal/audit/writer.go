@@ -83,6 +83,7 @@ type batchWriter struct {
 	lost    uint64 // records that failed to write, for the next gap record
 	since   time.Time
 	sums    []summary
+	dsums   []denySummary
 	failing bool // a write failed and has not succeeded since
 	dirty   bool // written but not synced
 }
@@ -140,6 +141,16 @@ func (w *batchWriter) summarise(now time.Time) {
 			Result: resultOK, Count: s.count, Detail: detail,
 		}, 0)
 	}
+	w.dsums = w.l.denies.sweep(w.dsums[:0])
+	for i := range w.dsums {
+		s := &w.dsums[i]
+		ln := &line{TS: now, Event: Deny, Result: resultDenied, Count: s.count,
+			Detail: "repeated refusals since " + w.since.UTC().Format(tsLayout)}
+		if s.known {
+			ln.Peer = &s.peer
+		}
+		w.append(ln, 0)
+	}
 	w.since = now
 }
 
@@ -174,7 +185,11 @@ func (w *batchWriter) flush() {
 	}
 	if err != nil {
 		w.rollback(n, err)
+		if w.l.seq != 0 {
+			w.l.head.set(w.l.seq, w.l.prev)
+		}
 	} else {
+		w.l.head.set(w.l.seq, w.l.prev)
 		if w.failing {
 			w.l.opt.log.Info("audit writes recovered")
 			w.failing = false

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -39,14 +40,19 @@ type Namespace struct {
 
 // Settings are the defaults an agent gets; every field is optional.
 type Settings struct {
-	VaultAddr        string             `json:"vaultAddr,omitempty"`
-	VaultCA          *CARef             `json:"vaultCA,omitempty"`
-	AgentImage       string             `json:"agentImage,omitempty"`
-	AuthMount        string             `json:"authMount,omitempty"`
-	Sidecar          annotation.Sidecar `json:"sidecar,omitempty"`
-	Resources        *Resources         `json:"resources,omitempty"`
-	SecretsSizeLimit *resource.Quantity `json:"secretsSizeLimit,omitempty"`
-	AllowIPCLock     *bool              `json:"allowIPCLock,omitempty"`
+	VaultAddr string `json:"vaultAddr,omitempty"`
+	// AllowedVaultAddrs are the other Vault addresses a pod's
+	// credlet.io/vault-addr may name (its own vaultAddr always may). The
+	// agent sends the pod's service-account token to that address, so an
+	// address nobody approved is refused.
+	AllowedVaultAddrs []string           `json:"allowedVaultAddrs,omitempty"`
+	VaultCA           *CARef             `json:"vaultCA,omitempty"`
+	AgentImage        string             `json:"agentImage,omitempty"`
+	AuthMount         string             `json:"authMount,omitempty"`
+	Sidecar           annotation.Sidecar `json:"sidecar,omitempty"`
+	Resources         *Resources         `json:"resources,omitempty"`
+	SecretsSizeLimit  *resource.Quantity `json:"secretsSizeLimit,omitempty"`
+	AllowIPCLock      *bool              `json:"allowIPCLock,omitempty"`
 }
 
 // CARef names a ConfigMap or a Secret in the pod's namespace that holds the
@@ -160,6 +166,11 @@ func (s *Settings) validate() error {
 	if s.VaultAddr != "" {
 		if err := credspec.CheckVaultAddr(s.VaultAddr); err != nil {
 			bad("vaultAddr", "%s (want http(s)://HOST[:PORT])", credspec.ProblemOf(err))
+		}
+	}
+	for i, a := range s.AllowedVaultAddrs {
+		if u, err := url.Parse(a); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			bad(fmt.Sprintf("allowedVaultAddrs[%d]", i), "%q: want an http or https URL without user info", a)
 		}
 	}
 	if ca := s.VaultCA; ca != nil {

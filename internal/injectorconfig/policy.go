@@ -1,6 +1,7 @@
 package injectorconfig
 
 import (
+	"net/url"
 	"slices"
 	"strings"
 
@@ -11,17 +12,20 @@ import (
 
 // Policy is what the config says for one namespace, defaults resolved.
 type Policy struct {
-	Namespace        string // the namespace asked for
-	Entry            string // the config key that matched, e.g. "partner-*"
-	AllowedPaths     []string
-	VaultAddr        string
-	VaultCA          *CARef
-	AgentImage       string
-	AuthMount        string
-	Sidecar          annotation.Sidecar
-	CPU, Memory      resource.Quantity
-	SecretsSizeLimit resource.Quantity
-	AllowIPCLock     bool
+	Namespace    string // the namespace asked for
+	Entry        string // the config key that matched, e.g. "partner-*"
+	AllowedPaths []string
+	VaultAddr    string
+	// AllowedVaultAddrs are the addresses credlet.io/vault-addr may name
+	// besides VaultAddr (see AllowsVaultAddr).
+	AllowedVaultAddrs []string
+	VaultCA           *CARef
+	AgentImage        string
+	AuthMount         string
+	Sidecar           annotation.Sidecar
+	CPU, Memory       resource.Quantity
+	SecretsSizeLimit  resource.Quantity
+	AllowIPCLock      bool
 
 	prefixes [][]string
 }
@@ -56,6 +60,9 @@ func (p *Policy) apply(s Settings) {
 		}
 	}
 	set(&p.VaultAddr, s.VaultAddr)
+	if len(s.AllowedVaultAddrs) > 0 {
+		p.AllowedVaultAddrs = slices.Clone(s.AllowedVaultAddrs)
+	}
 	set(&p.AgentImage, s.AgentImage)
 	set(&p.AuthMount, s.AuthMount)
 	if s.Sidecar != "" {
@@ -121,4 +128,40 @@ func (p Policy) Allows(mount, path string) bool {
 		}
 	}
 	return false
+}
+
+// AllowsVaultAddr reports whether a pod may send its agent to addr: the
+// namespace's own Vault address, or one in AllowedVaultAddrs. Scheme and
+// host compare without case, and a trailing slash is ignored.
+func (p *Policy) AllowsVaultAddr(addr string) bool {
+	want := normalizeVaultAddr(addr)
+	if want == "" {
+		return false
+	}
+	if p.VaultAddr != "" && normalizeVaultAddr(p.VaultAddr) == want {
+		return true
+	}
+	for _, a := range p.AllowedVaultAddrs {
+		if normalizeVaultAddr(a) == want {
+			return true
+		}
+	}
+	return false
+}
+
+// ApprovedVaultAddrs lists what AllowsVaultAddr accepts, for messages.
+func (p *Policy) ApprovedVaultAddrs() []string {
+	var out []string
+	if p.VaultAddr != "" {
+		out = append(out, p.VaultAddr)
+	}
+	return append(out, p.AllowedVaultAddrs...)
+}
+
+func normalizeVaultAddr(a string) string {
+	u, err := url.Parse(a)
+	if err != nil || u.Host == "" || u.User != nil {
+		return ""
+	}
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimRight(u.EscapedPath(), "/") + "?" + u.RawQuery
 }

@@ -21,7 +21,7 @@ func (p *Plan) Args(once bool) []string {
 		args = append(args, "--auth-mount="+p.AuthMount)
 	}
 	switch s.Auth {
-	case annotation.AuthKubernetes:
+	case annotation.AuthKubernetes, annotation.AuthJWT:
 		args = append(args, "--role="+s.Role, "--token-file="+TokenPath)
 	case annotation.AuthAppRole:
 		args = append(args, "--role-id-file="+AppRoleDir+"/role_id", "--secret-id-file="+AppRoleDir+"/secret_id")

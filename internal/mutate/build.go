@@ -83,7 +83,7 @@ func (p *Plan) agentMounts(once bool) []corev1.VolumeMount {
 		m = append(m, corev1.VolumeMount{Name: VolumeRun, MountPath: RunDir})
 	}
 	switch p.Spec.Auth {
-	case annotation.AuthKubernetes:
+	case annotation.AuthKubernetes, annotation.AuthJWT:
 		m = append(m, corev1.VolumeMount{Name: VolumeToken, MountPath: TokenDir, ReadOnly: true})
 	case annotation.AuthAppRole:
 		m = append(m, corev1.VolumeMount{Name: VolumeAppRole, MountPath: AppRoleDir, ReadOnly: true})
@@ -110,7 +110,7 @@ func (p *Plan) volumes() []corev1.Volume {
 	}
 	readOnly := ptr.To(int32(0o444)) // mounted into the agent only, which runs as the app's user
 	switch p.Spec.Auth {
-	case annotation.AuthKubernetes:
+	case annotation.AuthKubernetes, annotation.AuthJWT:
 		v = append(v, corev1.Volume{Name: VolumeToken, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
 				Audience: TokenAudience, ExpirationSeconds: ptr.To(TokenExpirationSeconds), Path: path.Base(TokenPath),

@@ -63,7 +63,7 @@ func (s shape) pod() *corev1.Pod {
 		ann[annotation.Prefix+"sidecar"] = string(s.sidecar)
 	}
 	switch s.auth {
-	case annotation.AuthKubernetes:
+	case annotation.AuthKubernetes, annotation.AuthJWT:
 		ann[annotation.Prefix+"role"] = "acme-bot"
 	case annotation.AuthAppRole:
 		ann[annotation.Prefix+"approle-secret"] = "acme-approle"

@@ -83,6 +83,11 @@ func TestMutateDenials(t *testing.T) {
 		{"host network", "partner-acme", func(p *corev1.Pod) { p.Spec.HostNetwork = true }, []string{"hostNetwork", "9102"}},
 		{"windows", "partner-acme", func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Windows} }, []string{"Linux only"}},
 		{"status without agent", "partner-acme", func(p *corev1.Pod) { p.Annotations[annotation.KeyStatus] = annotation.StatusInjected }, []string{"no credlet-agent container"}},
+		{"vault-addr not approved", "partner-acme", func(p *corev1.Pod) {
+			p.Annotations["credlet.io/vault-addr"] = "https://vault.attacker.example.test:8200"
+		}, []string{
+			"credlet.io/vault-addr", `"https://vault.attacker.example.test:8200"`, "service-account token", "allowedVaultAddrs", "https://vault.vault.svc:8200"}},
+		{"vault-addr approved elsewhere only", "partner-acme", func(p *corev1.Pod) { p.Annotations["credlet.io/vault-addr"] = "https://vault-dr.example.test:8200" }, []string{"credlet.io/vault-addr"}},
 		{"status with another value", "partner-acme", func(p *corev1.Pod) { p.Annotations[annotation.KeyStatus] = "pending" }, []string{`"pending"`}},
 	}
 	for _, tt := range tests {
@@ -103,6 +108,49 @@ func TestMutateDenials(t *testing.T) {
 			}
 			if !equalPods(before, pod) {
 				t.Error("Mutate changed its input")
+			}
+		})
+	}
+}
+
+// TestMutateVaultAddrAllowList: credlet.io/vault-addr may name the
+// namespace's own Vault address or one listed in allowedVaultAddrs
+// (compared without case in scheme and host, and without a trailing
+// slash); the agent gets the address the annotation gave.
+func TestMutateVaultAddrAllowList(t *testing.T) {
+	cfg := testConfig(t)
+	tests := []struct {
+		name, namespace, addr string
+	}{
+		{"the namespace's default", "partner-acme", "https://vault.vault.svc:8200"},
+		{"default, trailing slash and case", "partner-acme", "HTTPS://Vault.Vault.svc:8200/"},
+		{"listed", "dev", "https://vault-dr.example.test:8200"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := podWith(func(p *corev1.Pod) {
+				p.Annotations["credlet.io/vault-addr"] = tt.addr
+				if tt.namespace == "dev" {
+					p.Annotations["credlet.io/credential.exa"] = "kv/dev/exa"
+				}
+			})
+			got, err := Mutate(pod, tt.namespace, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var agent *corev1.Container
+			for i := range got.Spec.InitContainers {
+				if got.Spec.InitContainers[i].Name == AgentName {
+					agent = &got.Spec.InitContainers[i]
+				}
+			}
+			for i := range got.Spec.Containers {
+				if got.Spec.Containers[i].Name == AgentName {
+					agent = &got.Spec.Containers[i]
+				}
+			}
+			if agent == nil || !strings.Contains(strings.Join(agent.Args, " "), "--vault-addr="+tt.addr) {
+				t.Fatalf("agent args do not carry --vault-addr=%s: %v", tt.addr, agent)
 			}
 		})
 	}
@@ -168,6 +216,11 @@ func TestHandleNonPods(t *testing.T) {
 		wantCode int32
 	}{
 		{"update", func(r *admissionv1.AdmissionRequest) { r.Operation = admissionv1.Update }, true, http.StatusOK},
+		{"delete without object", func(r *admissionv1.AdmissionRequest) {
+			r.Operation = admissionv1.Delete
+			r.Object.Raw, r.OldObject.Raw = nil, raw
+		}, true, http.StatusOK},
+		{"connect", func(r *admissionv1.AdmissionRequest) { r.Operation = admissionv1.Connect }, true, http.StatusOK},
 		{"other kind", func(r *admissionv1.AdmissionRequest) { r.Kind.Kind = "Deployment"; r.Resource.Resource = "deployments" }, true, http.StatusOK},
 		{"subresource", func(r *admissionv1.AdmissionRequest) { r.SubResource = "ephemeralcontainers" }, true, http.StatusOK},
 		{"no object", func(r *admissionv1.AdmissionRequest) { r.Object.Raw = nil }, false, http.StatusBadRequest},

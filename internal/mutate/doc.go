@@ -7,8 +7,9 @@
 //     Always, startup probe on /readyz) or, in classic mode, an --once init
 //     container plus a regular sidecar;
 //   - a memory-medium emptyDir with a size limit for the files, an emptyDir
-//     for the socket, a projected ServiceAccount token (audience vault,
-//     600 s) or the AppRole Secret, and the Vault CA, mounted into the agent;
+//     for the socket, a projected ServiceAccount token (kubernetes and jwt
+//     auth; audience vault, 600 s) or the AppRole Secret, and the Vault CA,
+//     mounted into the agent;
 //   - read-only mounts and CREDLET_SOCKET / CREDLET_SECRETS_DIR in the chosen
 //     app containers;
 //   - credlet.io/status: injected, so a pod is never injected twice.

@@ -84,6 +84,7 @@ func TestGolden(t *testing.T) {
 		{"classic-files", "partner-zeta"},
 		{"classic-socket", "partner-zeta"}, // no init container: nothing to fill before the app starts
 		{"approle-socket", "dev"},
+		{"jwt-files", "fleet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

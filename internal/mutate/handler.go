@@ -9,7 +9,6 @@ import (
 	"net/http"
 
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
-	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	kjson "sigs.k8s.io/json"
@@ -70,24 +69,21 @@ func (h *Handler) Admit(_ context.Context, req *admissionv1.AdmissionRequest) *a
 	return patched(p)
 }
 
-// patch diffs the original and mutated pods with a JSON-patch library: no
-// path is written by hand. Normally the original is the raw object, so every
+// patch diffs the original and mutated pods with a JSON-patch library (the
+// parts the mutation changes, see diffPod): no path is written by hand. Normally the original is the raw object, so every
 // path exists in what the apiserver patches. When the pod carries fields
 // these Go types don't know (a newer apiserver), a diff against the raw
 // object would remove them; the diff is then taken from the typed round
 // trip, and must apply to the raw object cleanly.
 func patch(raw []byte, pod, mutated *corev1.Pod, hasUnknown bool) ([]byte, error) {
-	current, err := json.Marshal(mutated)
-	if err != nil {
-		return nil, fmt.Errorf("encode mutated pod: %w", err)
-	}
 	original := raw
 	if hasUnknown {
+		var err error
 		if original, err = json.Marshal(pod); err != nil {
 			return nil, fmt.Errorf("encode pod: %w", err)
 		}
 	}
-	ops, err := jsonpatch.CreatePatch(original, current)
+	ops, err := diffPod(original, pod, mutated)
 	if err != nil {
 		return nil, fmt.Errorf("diff pods: %w", err)
 	}

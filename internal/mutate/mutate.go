@@ -51,7 +51,7 @@ func (p *Plan) Apply(pod *corev1.Pod) {
 		pod.Spec.InitContainers = slices.Insert(pod.Spec.InitContainers, 0, p.agentContainer(AgentName, false))
 	}
 	pod.Spec.Volumes = append(pod.Spec.Volumes, p.volumes()...)
-	if p.Spec.Auth == annotation.AuthKubernetes && pod.Spec.ServiceAccountName == "" {
+	if p.Spec.Auth != annotation.AuthAppRole && pod.Spec.ServiceAccountName == "" {
 		// A projected token needs a named ServiceAccount. The ServiceAccount
 		// admission plugin names "default" before webhooks run; where it is
 		// off, the injector does the same.

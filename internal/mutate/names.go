@@ -29,6 +29,11 @@ const (
 
 	TokenAudience          = "vault"
 	TokenExpirationSeconds = int64(600)
+
+	// MaxCredentials caps the credential sets one pod may name: each is an
+	// agent argument, a Vault poll and a directory, so thousands would make
+	// a pod too big to store and an agent that polls Vault flat out.
+	MaxCredentials = 64
 )
 
 // volumeNames are every volume the injector may add.

@@ -67,6 +67,17 @@ func NewPlan(pod *corev1.Pod, namespace string, cfg *injectorconfig.Config) (*Pl
 				annotation.CredentialPrefix, c.Name, c.KVPath(), namespace, strings.Join(policy.AllowedPaths, ", "))
 		}
 	}
+	if len(spec.Credentials) > MaxCredentials {
+		return nil, deny("%d %s<name> annotations: a pod may name at most %d credential sets", len(spec.Credentials), annotation.CredentialPrefix, MaxCredentials)
+	}
+	if spec.VaultAddr != "" && !policy.AllowsVaultAddr(spec.VaultAddr) {
+		approved := "none: set allowedVaultAddrs"
+		if a := policy.ApprovedVaultAddrs(); len(a) > 0 {
+			approved = strings.Join(a, ", ")
+		}
+		return nil, deny("annotation %svault-addr=%q: not a Vault server namespace %q may use (approved: %s); the agent sends the pod's service-account token there, so ask the platform team to add it to allowedVaultAddrs in the injector config",
+			annotation.Prefix, spec.VaultAddr, namespace, approved)
+	}
 	if p.VaultAddr == "" {
 		p.VaultAddr = policy.VaultAddr
 	}

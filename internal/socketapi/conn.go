@@ -53,17 +53,10 @@ func (c *connReader) Read(p []byte) (int, error) {
 	return c.nc.Read(p)
 }
 
-func (s *Server) newConn(nc net.Conn) *conn {
-	c := &conn{s: s, nc: nc, peer: s.peerOf(nc), hdr: make([]byte, 0, 256)}
+func (s *Server) newConn(nc net.Conn, p peer) *conn {
+	c := &conn{s: s, nc: nc, peer: p, hdr: make([]byte, 0, 256)}
 	c.src.nc = nc
 	c.r = bufio.NewReaderSize(&c.src, maxHeaderBytes)
-	if !c.peer.allowed {
-		if s.m != nil {
-			s.m.SocketDenied.Inc()
-		}
-		s.log.Warn("socket peer not allowed", "peer_uid", c.peer.UID, "peer_gid", c.peer.GID, "peer_pid", c.peer.PID,
-			"peer_known", c.peer.known)
-	}
 	return c
 }
 

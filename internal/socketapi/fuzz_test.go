@@ -85,11 +85,14 @@ func FuzzConn(f *testing.F) {
 		"GET /v1/credentials/acme HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
 		"POST /v1/credentials/acme HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 		"GET /v1/credentials HTTP/1.0\r\n\r\n",
-		"GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\nGET /v1/credentials/acme HTTP/1.1\r\n\r\n",
+		"GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\nGET /v1/credentials/acme HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET /v1/credentials/pending?wait=0&timeout=1ms HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET /v1/credentials/%61cme HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /v1%2fcredentials%2Facme HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /v1/credentials/acme HTTP/1.1\r\n\r\n",
+		"GET /v1/credentials/acme HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
 		"GET http://x/v1/credentials/acme HTTP/1.1\r\nHost: a\r\n\r\n",
-		"GET /v1/credentials/acme HTTP/1.1\r\n folded: x\r\n\r\n",
+		"GET /v1/credentials/acme HTTP/1.1\r\nHost: a\r\n folded: x\r\n\r\n",
 		"GET /v1/credentials/acme HTTP/2.0\r\n\r\n",
 		"\r\nGET /v1/credentials/acme HTTP/1.1\nHost: a\n\n",
 	} {
@@ -112,8 +115,7 @@ func FuzzConn(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		client, server := socketPair(t)
 		defer client.Close()
-		c := srv.newConn(server)
-		c.peer = allowed
+		c := srv.newConn(server, allowed)
 		done := make(chan struct{})
 		go func() { defer close(done); c.serve(context.Background()) }()
 		go func() { _, _ = client.Write(raw); _ = client.CloseWrite() }()

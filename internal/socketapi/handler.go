@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/credlet/credlet/internal/audit"
 	"github.com/credlet/credlet/internal/securemem"
 	"github.com/credlet/credlet/internal/store"
 )
@@ -33,7 +32,7 @@ var errWaitTimeout = errors.New("long poll timed out")
 // handle answers one request. ctx ends when the server shuts down or the
 // client goes away during a long poll.
 func (s *Server) handle(ctx context.Context, req *httpRequest, p peer) response {
-	if !p.allowed {
+	if !p.allowed { // turned away at accept; never reached
 		return s.deny(req, p)
 	}
 	if req.method != http.MethodGet && req.method != http.MethodHead {
@@ -65,21 +64,9 @@ func (s *Server) handle(ctx context.Context, req *httpRequest, p peer) response 
 	}
 }
 
-// deny answers a peer outside the allow lists: 403, an audit record, and the
-// connection closed after the answer.
+// deny answers a peer outside the allow lists: 403, and the connection
+// closed after the answer. The caller writes the audit record.
 func (s *Server) deny(req *httpRequest, p peer) response {
-	var name string
-	if n, ok := strings.CutPrefix(req.path, credentialsPrefix); ok && len(n) <= 63 {
-		name = n
-	}
-	detail := fmt.Sprintf("peer uid %d gid %d not in the allow list", p.UID, p.GID)
-	var ap *audit.Peer
-	if p.known {
-		ap = &audit.Peer{UID: p.UID, GID: p.GID, PID: p.PID}
-	} else {
-		detail = "peer credentials unavailable"
-	}
-	s.audit.Log(audit.Record{Event: audit.Deny, Credential: name, Peer: ap, Result: "denied", Detail: detail})
 	r := s.fail(&apiError{http.StatusForbidden, "forbidden",
 		fmt.Sprintf("uid %d gid %d may not read credentials from this agent (see --allow-uid, --allow-gid)", p.UID, p.GID)})
 	r.close = true
@@ -127,6 +114,12 @@ func (s *Server) acquire(ctx context.Context, pr request) (*store.Set, *apiError
 	if set != nil {
 		set.Release()
 	}
+	if s.polls.Add(1) > int64(s.maxPolls) {
+		s.polls.Add(-1)
+		return nil, &apiError{http.StatusServiceUnavailable, "busy",
+			fmt.Sprintf("too many long polls waiting (at most %d); retry later", s.maxPolls)}
+	}
+	defer s.polls.Add(-1)
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	t := s.clock.NewTimer(pr.timeout)

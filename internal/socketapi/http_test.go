@@ -61,23 +61,31 @@ func TestHTTPFraming(t *testing.T) {
 		halfClose bool
 		want      string
 	}{
-		{name: "pipelined", raw: get + get + "GET /v1/health HTTP/1.1\r\n\r\n", halfClose: true, want: "200 200 200"},
-		{name: "connection close", raw: "GET /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n" + get, want: "200+close"},
+		{name: "pipelined", raw: get + get + "GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\n", halfClose: true, want: "200 200 200"},
+		{name: "connection close", raw: "GET /v1/health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" + get, want: "200+close"},
 		{name: "http/1.0 closes", raw: "GET /v1/health HTTP/1.0\r\n\r\n" + get, want: "200+close"},
 		{name: "http/1.0 keep-alive", raw: "GET /v1/health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + get, halfClose: true, want: "200 200"},
-		{name: "bare LF", raw: "GET /v1/health HTTP/1.1\nHost: a\n\n", halfClose: true, want: "200"},
+		{name: "bare LF", raw: "GET /v1/health HTTP/1.1\nHost: a\n\n", halfClose: true, want: "400+close"},
+		{name: "bare LF after the request line", raw: "GET /v1/health HTTP/1.1\r\nHost: a\n\r\n", halfClose: true, want: "400+close"},
+		{name: "bare LF ends the head", raw: "GET /v1/health HTTP/1.1\r\nHost: a\r\n\n", halfClose: true, want: "400+close"},
+		{name: "missing host", raw: "GET /v1/health HTTP/1.1\r\n\r\n" + get, want: "400+close"},
+		{name: "two hosts", raw: "GET /v1/health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n" + get, want: "400+close"},
+		{name: "http/1.0 needs no host", raw: "GET /v1/health HTTP/1.0\r\n\r\n", want: "200+close"},
+		{name: "encoded slash", raw: "GET /v1%2fcredentials%2facme HTTP/1.1\r\nHost: a\r\n\r\n" + get, want: "400+close"},
+		{name: "encoded slash upper case", raw: "GET /v1/credentials%2Facme HTTP/1.1\r\nHost: a\r\n\r\n" + get, want: "400+close"},
+		{name: "encoded slash in a name", raw: "GET /v1/credentials/acme%2F HTTP/1.1\r\nHost: a\r\n\r\n" + get, want: "400+close"},
 		{name: "malformed line closes", raw: "GARBAGE\r\n\r\n" + get, want: "400+close"},
 		{name: "http/2 preface", raw: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", want: "400+close"},
-		{name: "absolute target", raw: "GET http://a/v1/health HTTP/1.1\r\n\r\n", want: "400+close"},
-		{name: "folded header", raw: "GET /v1/health HTTP/1.1\r\nX: a\r\n b\r\n\r\n", want: "400+close"},
-		{name: "NUL in head", raw: "GET /v1/health HTTP/1.1\r\nX: a\x00b\r\n\r\n", want: "400+close"},
-		{name: "head too long", raw: "GET /v1/health HTTP/1.1\r\nX: " + strings.Repeat("a", 9000) + "\r\n\r\n", want: "431+close"},
-		{name: "too many fields", raw: "GET /v1/health HTTP/1.1\r\n" + strings.Repeat("X: a\r\n", 70) + "\r\n", want: "400+close"},
-		{name: "body closes", raw: "GET /v1/health HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi" + get, want: "400+close"},
-		{name: "zero length is no body", raw: "GET /v1/health HTTP/1.1\r\nContent-Length: 0\r\n\r\n" + get, halfClose: true, want: "200 200"},
-		{name: "post with body closes", raw: "POST /v1/health HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi" + get, want: "405+close"},
-		{name: "escaped path", raw: "GET /v1/credentials/%61cme HTTP/1.1\r\n\r\n", halfClose: true, want: "200"},
-		{name: "bad escape", raw: "GET /v1/credentials/%zz HTTP/1.1\r\n\r\n", want: "400+close"},
+		{name: "absolute target", raw: "GET http://a/v1/health HTTP/1.1\r\nHost: a\r\n\r\n", want: "400+close"},
+		{name: "folded header", raw: "GET /v1/health HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", want: "400+close"},
+		{name: "NUL in head", raw: "GET /v1/health HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", want: "400+close"},
+		{name: "head too long", raw: "GET /v1/health HTTP/1.1\r\nHost: a\r\nX: " + strings.Repeat("a", 9000) + "\r\n\r\n", want: "431+close"},
+		{name: "too many fields", raw: "GET /v1/health HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X: a\r\n", 70) + "\r\n", want: "400+close"},
+		{name: "body closes", raw: "GET /v1/health HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi" + get, want: "400+close"},
+		{name: "zero length is no body", raw: "GET /v1/health HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n" + get, halfClose: true, want: "200 200"},
+		{name: "post with body closes", raw: "POST /v1/health HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi" + get, want: "405+close"},
+		{name: "escaped path", raw: "GET /v1/credentials/%61cme HTTP/1.1\r\nHost: a\r\n\r\n", halfClose: true, want: "200"},
+		{name: "bad escape", raw: "GET /v1/credentials/%zz HTTP/1.1\r\nHost: a\r\n\r\n", want: "400+close"},
 		{name: "cut short", raw: "GET /v1/health HTTP/1.1\r\nHost: a", halfClose: true, want: "400+close"},
 	}
 	for _, tt := range tests {
@@ -99,11 +107,11 @@ func TestLongPollPipelined(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := io.WriteString(c, "GET /v1/credentials/acme?wait=1&timeout=30s HTTP/1.1\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, "GET /v1/credentials/acme?wait=1&timeout=30s HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond) // parked, its hang-up watcher reading
-	if _, err := io.WriteString(c, "GET /v1/health HTTP/1.1\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, "GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond)
@@ -137,7 +145,7 @@ func TestLongPollHangUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := io.WriteString(c, "GET /v1/credentials/acme?wait=1&timeout=5m HTTP/1.1\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, "GET /v1/credentials/acme?wait=1&timeout=5m HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond)

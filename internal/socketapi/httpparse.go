@@ -14,7 +14,10 @@ import (
 // Clients are local programs (Go's net/http, Python's http.client, curl), so
 // anything unusual is refused with 400 and the connection closed, rather
 // than interpreted: no bodies, no obsolete line folding, origin-form
-// targets only, a bounded head.
+// targets only, a bounded head, CRLF line endings only (a bare LF is
+// refused), exactly one Host field on HTTP/1.1, and no encoded '/' (%2F)
+// in the path, which is routed on its decoded form: a program in front of
+// the socket can never see a different request than credlet does.
 
 const (
 	maxHeaderBytes = 8 << 10 // request line and headers together
@@ -24,7 +27,7 @@ const (
 // httpRequest is the part of a request the API looks at.
 type httpRequest struct {
 	method      string
-	path        string // percent-decoded
+	path        string // percent-decoded; it held no %2F
 	rawQuery    string
 	http10      bool
 	close       bool   // Connection: close (or HTTP/1.0 without keep-alive)
@@ -75,6 +78,9 @@ func readRequest(r *bufio.Reader, req *httpRequest) error {
 	}
 	path, query, _ := bytes.Cut(target, []byte("?"))
 	if bytes.IndexByte(path, '%') >= 0 {
+		if hasEncodedSlash(path) {
+			return badHead("encoded '/' (%%2F) in the path: write path separators as '/'")
+		}
 		p, err := url.PathUnescape(string(path))
 		if err != nil {
 			return badHead("bad escaping in the path")
@@ -85,6 +91,7 @@ func readRequest(r *bufio.Reader, req *httpRequest) error {
 	}
 	req.rawQuery = string(query)
 	var inm []string
+	hosts := 0
 	for n := 0; ; n++ {
 		line, err := readLine(r, &budget)
 		if err != nil {
@@ -126,7 +133,15 @@ func readRequest(r *bufio.Reader, req *httpRequest) error {
 			req.origin = true
 		case equalFold(name, "if-none-match"):
 			inm = append(inm, string(value))
+		case equalFold(name, "host"):
+			hosts++
 		}
+	}
+	switch {
+	case hosts > 1:
+		return badHead("more than one Host header field")
+	case hosts == 0 && !req.http10:
+		return badHead("HTTP/1.1 request without a Host header field")
 	}
 	req.ifNoneMatch = strings.Join(inm, ",")
 	return nil
@@ -134,8 +149,8 @@ func readRequest(r *bufio.Reader, req *httpRequest) error {
 
 var errHeadTooLong = errors.New("request head too long")
 
-// readLine reads one line without its CRLF (or bare LF), charging it to the
-// head's byte budget.
+// readLine reads one line without its CRLF, charging it to the head's byte
+// budget. A line ending in a bare LF is refused.
 func readLine(r *bufio.Reader, budget *int) ([]byte, error) {
 	line, err := r.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
@@ -151,14 +166,29 @@ func readLine(r *bufio.Reader, budget *int) ([]byte, error) {
 	if *budget < 0 {
 		return nil, errHeadTooLong
 	}
-	line = line[:len(line)-1]
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
+	if len(line) < 2 || line[len(line)-2] != '\r' {
+		return nil, badHead("line ending without CR: lines end in CRLF")
 	}
+	line = line[:len(line)-2]
 	if bytes.IndexByte(line, 0) >= 0 || bytes.IndexByte(line, '\r') >= 0 {
 		return nil, badHead("control character in the request head")
 	}
 	return line, nil
+}
+
+// hasEncodedSlash reports whether a raw path holds %2F or %2f.
+func hasEncodedSlash(p []byte) bool {
+	for i := bytes.IndexByte(p, '%'); i >= 0 && i+2 < len(p); {
+		if p[i+1] == '2' && (p[i+2] == 'F' || p[i+2] == 'f') {
+			return true
+		}
+		j := bytes.IndexByte(p[i+1:], '%')
+		if j < 0 {
+			return false
+		}
+		i += 1 + j
+	}
+	return false
 }
 
 // tokenChars are RFC 9110 tchar.

@@ -19,6 +19,9 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(peerHelperEnv); path != "" {
 		os.Exit(peerHelper(path))
 	}
+	if path := os.Getenv(floodHelperEnv); path != "" {
+		os.Exit(floodHelper(path))
+	}
 	os.Exit(m.Run())
 }
 
@@ -47,6 +50,26 @@ func peerHelper(path string) int {
 // key=value output.
 func runPeer(t *testing.T, socket string, cred *syscall.Credential) map[string]string {
 	t.Helper()
+	cmd := exec.Command(peerBinary(t), "-test.run=^$")
+	cmd.Env = append(os.Environ(), peerHelperEnv+"="+socket)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("peer helper: %v\n%s", err, out)
+	}
+	t.Logf("peer uid %d gid %d: %s", cred.Uid, cred.Gid, strings.TrimSpace(string(out)))
+	kv := map[string]string{}
+	for _, f := range strings.Fields(string(out)) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			kv[k] = v
+		}
+	}
+	return kv
+}
+
+// peerBinary copies this test binary where another UID can run it.
+func peerBinary(t *testing.T) string {
+	t.Helper()
 	if os.Getuid() != 0 {
 		if os.Getenv("CI") != "" {
 			t.Fatal("this test runs a reader under another UID and needs root (CI runs as root)")
@@ -69,21 +92,7 @@ func runPeer(t *testing.T, socket string, cred *syscall.Credential) map[string]s
 	if err := os.WriteFile(bin, in, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-test.run=^$")
-	cmd.Env = append(os.Environ(), peerHelperEnv+"="+socket)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("peer helper: %v\n%s", err, out)
-	}
-	t.Logf("peer uid %d gid %d: %s", cred.Uid, cred.Gid, strings.TrimSpace(string(out)))
-	kv := map[string]string{}
-	for _, f := range strings.Fields(string(out)) {
-		if k, v, ok := strings.Cut(f, "="); ok {
-			kv[k] = v
-		}
-	}
-	return kv
+	return bin
 }
 
 // TestPeerUnderAnotherUID runs real readers under other UIDs against the

@@ -1,6 +1,7 @@
 package socketapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,6 +35,24 @@ const (
 	shutdownGrace      = 5 * time.Second
 	socketMode         = 0o660
 	dirMode            = 0o750
+
+	// DefaultMaxConns caps the connections served at once; past it a new
+	// connection is answered 503 busy and closed.
+	DefaultMaxConns = 1024
+	// DefaultMaxConnsPerUID caps the connections of one peer UID.
+	DefaultMaxConnsPerUID = 256
+	// DefaultMaxLongPolls caps the long polls waiting at once; past it a
+	// long poll is answered 503 busy at once.
+	DefaultMaxLongPolls = 512
+
+	// maxTurningAway caps the refused or over-cap connections that are
+	// given turnAwayTimeout to send a request and read why they are
+	// turned away; past it they are closed at once, unanswered.
+	maxTurningAway  = 16
+	turnAwayTimeout = time.Second
+	// denySummaryInterval is how often repeated refusals are logged as
+	// one line per peer.
+	denySummaryInterval = time.Minute
 )
 
 // Options configure a Server.
@@ -45,6 +65,10 @@ type Options struct {
 	Audit     *audit.Logger  // nil: no audit records
 	Clock     clock.Clock    // long-poll timeouts; nil: clock.Real
 	MaxWait   time.Duration  // cap on a long poll's timeout; 0: 5m
+
+	MaxConns       int // connections served at once; 0: DefaultMaxConns
+	MaxConnsPerUID int // of one peer UID; 0: DefaultMaxConnsPerUID
+	MaxLongPolls   int // long polls waiting at once; 0: DefaultMaxLongPolls
 }
 
 // Server serves the socket API. Build it with New, run it with Run.
@@ -59,6 +83,11 @@ type Server struct {
 	clock     clock.Clock
 	maxWait   time.Duration
 	codes     map[int]prometheus.Counter // SocketRequests by status, resolved once
+
+	maxConns, maxPerUID, maxPolls int
+	polls                         atomic.Int64 // long polls waiting
+	turningAway                   atomic.Int64 // connections being turned away
+	denials                       denyLog
 }
 
 // New checks the options and returns a Server. Run creates the socket. With
@@ -76,9 +105,14 @@ func New(st *store.Store, opts Options) (*Server, error) {
 	if opts.MaxWait < 0 {
 		return nil, fmt.Errorf("max wait %s: must be positive", opts.MaxWait)
 	}
+	if opts.MaxConns < 0 || opts.MaxConnsPerUID < 0 || opts.MaxLongPolls < 0 {
+		return nil, fmt.Errorf("connection caps %d, %d per uid, %d long polls: must be positive", opts.MaxConns, opts.MaxConnsPerUID, opts.MaxLongPolls)
+	}
 	s := &Server{
 		st: st, path: opts.Path, allowUIDs: opts.AllowUIDs, allowGIDs: opts.AllowGIDs,
 		log: opts.Logger, m: opts.Metrics, audit: opts.Audit, clock: opts.Clock, maxWait: opts.MaxWait,
+		maxConns: cmp.Or(opts.MaxConns, DefaultMaxConns), maxPerUID: cmp.Or(opts.MaxConnsPerUID, DefaultMaxConnsPerUID),
+		maxPolls: cmp.Or(opts.MaxLongPolls, DefaultMaxLongPolls),
 	}
 	if len(s.allowUIDs) == 0 && len(s.allowGIDs) == 0 {
 		s.allowUIDs = []uint32{uint32(os.Getuid())}
@@ -111,86 +145,168 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	defer s.removeSocket(created)
-	s.log.Info("socket listening", "path", s.path, "allow_uids", s.allowUIDs, "allow_gids", s.allowGIDs)
+	s.log.Info("socket listening", "path", s.path, "allow_uids", s.allowUIDs, "allow_gids", s.allowGIDs,
+		"max_conns", s.maxConns, "max_conns_per_uid", s.maxPerUID, "max_long_polls", s.maxPolls)
 
-	var (
-		mu    sync.Mutex
-		conns = map[*conn]struct{}{}
-		wg    sync.WaitGroup
-	)
+	conns := &connSet{perUID: map[uint32]int{}, all: map[*conn]struct{}{}}
 	// Connections end with ctx, or when accepting fails for good.
 	cctx, stopConns := context.WithCancel(ctx)
 	defer stopConns()
 	acceptErr := make(chan error, 1)
-	go func() {
-		var delay time.Duration
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				if cctx.Err() != nil {
-					acceptErr <- nil
-					return
-				}
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-					delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-					s.log.Warn("socket accept", "error", err.Error(), "retry_in", delay.String())
-					time.Sleep(delay)
-					continue
-				}
-				acceptErr <- err
-				return
-			}
-			delay = 0
-			c := s.newConn(nc)
-			mu.Lock()
-			conns[c] = struct{}{}
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c.serve(cctx)
-				mu.Lock()
-				delete(conns, c)
-				mu.Unlock()
-			}()
-		}
-	}()
-	var runErr error
-	select {
-	case err := <-acceptErr:
-		runErr = fmt.Errorf("socket %s: %w", s.path, err)
-	case <-ctx.Done():
-	}
+	go func() { acceptErr <- s.accept(cctx, ln, conns) }()
+	runErr, acceptDone := s.waitStop(ctx, acceptErr)
 	stopConns()
 	_ = ln.Close()
-	if runErr == nil {
+	if !acceptDone {
 		<-acceptErr
 	}
-	// Idle connections go now; busy ones finish their answer (long polls
-	// see ctx end) and then close.
-	mu.Lock()
-	for c := range conns {
-		c.closeIfIdle()
-	}
-	mu.Unlock()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(shutdownGrace):
-		mu.Lock()
-		for c := range conns {
-			_ = c.nc.Close()
-		}
-		mu.Unlock()
-		<-done
-	}
+	conns.shutdown()
+	s.denials.flush(s.log, s.clock.Now())
 	if runErr != nil {
 		return runErr
 	}
 	s.log.Info("socket closed", "path", s.path)
 	return nil
+}
+
+// waitStop waits for ctx to end or accepting to stop, logging repeated
+// refusals once per denySummaryInterval meanwhile. acceptDone reports
+// whether the accept loop's result was taken.
+func (s *Server) waitStop(ctx context.Context, acceptErr <-chan error) (err error, acceptDone bool) {
+	for {
+		t := s.clock.NewTimer(denySummaryInterval)
+		select {
+		case err := <-acceptErr:
+			t.Stop()
+			if err != nil {
+				err = fmt.Errorf("socket %s: %w", s.path, err)
+			}
+			return err, true
+		case <-ctx.Done():
+			t.Stop()
+			return nil, false
+		case now := <-t.C():
+			s.denials.flush(s.log, now)
+		}
+	}
+}
+
+// accept accepts connections until ctx ends or accepting fails for good.
+// Each peer is checked at once: a refused one, or one past the caps, is
+// turned away and never gets a connection's buffers. Out of descriptors
+// (or another temporary failure) it backs off, up to a second, while ctx
+// lasts.
+func (s *Server) accept(ctx context.Context, ln net.Listener, conns *connSet) error {
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("socket accept", "error", err.Error(), "retry_in", delay.String())
+				if !sleepCtx(ctx, delay) {
+					return nil
+				}
+				continue
+			}
+			return err
+		}
+		delay = 0
+		p := s.peerOf(nc)
+		if !p.allowed {
+			s.refused(p)
+			s.turnAway(nc, p, conns)
+			continue
+		}
+		if !conns.admit(p.UID, s.maxConns, s.maxPerUID) {
+			s.turnAway(nc, p, conns)
+			continue
+		}
+		c := s.newConn(nc, p)
+		conns.add(c)
+		go func() {
+			defer conns.done(c)
+			c.serve(ctx)
+		}()
+	}
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// connSet tracks the connections being served, by peer UID for the caps.
+type connSet struct {
+	mu     sync.Mutex
+	all    map[*conn]struct{}
+	n      int // admitted and not done
+	perUID map[uint32]int
+	wg     sync.WaitGroup // served connections and those being turned away
+}
+
+// admit reserves a place for a connection of uid, if the caps allow it.
+func (cs *connSet) admit(uid uint32, maxConns, maxPerUID int) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.n >= maxConns || cs.perUID[uid] >= maxPerUID {
+		return false
+	}
+	cs.n++
+	cs.perUID[uid]++
+	return true
+}
+
+func (cs *connSet) add(c *conn) {
+	cs.mu.Lock()
+	cs.all[c] = struct{}{}
+	cs.mu.Unlock()
+	cs.wg.Add(1)
+}
+
+func (cs *connSet) done(c *conn) {
+	cs.mu.Lock()
+	delete(cs.all, c)
+	cs.n--
+	if cs.perUID[c.peer.UID]--; cs.perUID[c.peer.UID] <= 0 {
+		delete(cs.perUID, c.peer.UID)
+	}
+	cs.mu.Unlock()
+	cs.wg.Done()
+}
+
+// shutdown closes idle connections now and lets busy ones finish their
+// answer (long polls see ctx end), closing what is left after
+// shutdownGrace.
+func (cs *connSet) shutdown() {
+	cs.mu.Lock()
+	for c := range cs.all {
+		c.closeIfIdle()
+	}
+	cs.mu.Unlock()
+	done := make(chan struct{})
+	go func() { cs.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(shutdownGrace):
+		cs.mu.Lock()
+		for c := range cs.all {
+			_ = c.nc.Close()
+		}
+		cs.mu.Unlock()
+		<-done
+	}
 }
 
 // listen prepares the directory, clears a stale socket and binds a new one

@@ -27,7 +27,11 @@
 // last_error (a secret-free message). A deleted or destroyed current version
 // is reported the same way. Failures that the same version would repeat
 // (bad ciphertext, missing fields) are not retried until a new version
-// appears; others (network, 5xx, 403, verify) are retried next refresh.
+// appears; others (403, verify) are retried next refresh. Transient
+// failures (429, 5xx, timeouts, network) back off with full jitter up to
+// MaxBackoff (1.9 refresh intervals) or Vault's Retry-After, and the source
+// polls at one to two intervals for Hold after the last one (see pace), so
+// an overloaded Vault is not hit in step by the whole fleet.
 // When Vault refuses the token (403) the source tells the lease manager,
 // waits for a fresh token, and tries once more at once.
 //

@@ -30,10 +30,21 @@ type Tokens interface {
 const DefaultRefresh = 10 * time.Second
 
 // Options configures a source, Vault or file. Zero values take the
-// defaults. Jitter, TransitMount, MaxBody and Tokens apply to Vault only.
+// defaults. Jitter, MaxBackoff, Hold, TransitMount, MaxBody and Tokens
+// apply to Vault only.
 type Options struct {
-	Refresh      time.Duration  // Vault: metadata poll interval; file: the poll behind the watch; default 10 s
-	Jitter       float64        // ± fraction of Refresh; 0: 0.1; negative: none
+	Refresh time.Duration // Vault: metadata poll interval; file: the poll behind the watch; default 10 s
+	Jitter  float64       // ± fraction of Refresh; 0: 0.1; negative: none
+	// MaxBackoff caps the wait after transient failures (429, 5xx,
+	// timeouts) unless Vault's Retry-After asks for longer, and the wait
+	// during Hold. Default (2 − Jitter)×Refresh (1.9×): a check that starts
+	// as late as that still ends within two refresh intervals of Vault
+	// recovering. It is never below Refresh.
+	MaxBackoff time.Duration
+	// Hold is how long after the last transient failure the source keeps
+	// polling at between Refresh and min(MaxBackoff, 2×Refresh); default
+	// 10×Refresh.
+	Hold         time.Duration
 	TransitMount string         // default "transit"
 	MaxBody      int            // largest response body read; default 1 MiB
 	Clock        clock.Clock    // default clock.Real
@@ -53,6 +64,12 @@ func (o Options) withDefaults() Options {
 		o.Jitter = 0
 	case o.Jitter == 0 || o.Jitter >= 1:
 		o.Jitter = 0.1
+	}
+	if o.MaxBackoff < o.Refresh {
+		o.MaxBackoff = time.Duration((2 - o.Jitter) * float64(o.Refresh))
+	}
+	if o.Hold <= 0 {
+		o.Hold = 10 * o.Refresh
 	}
 	if o.TransitMount == "" {
 		o.TransitMount = "transit"

@@ -229,16 +229,18 @@ func (p *pipeline) verify(ctx context.Context, ver int, fields map[string][]byte
 func (p *pipeline) commit(f *Fetched, fields map[string][]byte, now time.Time) error {
 	ver := f.Version
 	sm := store.Meta{Version: ver, CreatedAt: f.CreatedAt, FetchedAt: now, ExpiresAt: f.ExpiresAt}
-	if err := p.st.Commit(p.cred.Name, sm, fields); err != nil { // wipes fields
+	counted := func() { // before readers can see the version
+		m := p.o.Metrics
+		m.Rotations.WithLabelValues(p.cred.Name, metrics.RotationCommitted).Inc()
+		m.CredentialVersion.WithLabelValues(p.cred.Name).Set(float64(ver))
+		m.LastRotation.WithLabelValues(p.cred.Name).Set(lastRotation(f.CreatedAt))
+	}
+	if err := p.st.CommitWith(p.cred.Name, sm, fields, counted); err != nil { // wipes fields
 		p.o.Audit.Log(audit.Record{Event: audit.Commit, Credential: p.cred.Name, Version: ver, Result: "error", Detail: err.Error()})
 		return p.fail("", 0, fmt.Errorf("version %d: %w", ver, err))
 	}
 	prev := p.served
 	p.served, p.skip, p.skipErr = ver, 0, nil
-	m := p.o.Metrics
-	m.Rotations.WithLabelValues(p.cred.Name, metrics.RotationCommitted).Inc()
-	m.CredentialVersion.WithLabelValues(p.cred.Name).Set(float64(ver))
-	m.LastRotation.WithLabelValues(p.cred.Name).Set(lastRotation(f.CreatedAt))
 	p.o.Audit.Log(audit.Record{Event: audit.Commit, Credential: p.cred.Name, Version: ver, Result: "ok"})
 	p.ok()
 	p.log.Info("credential committed", "version", ver, "previous_version", prev, "created_at", f.CreatedAt)

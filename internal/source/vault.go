@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -28,6 +27,7 @@ type Vault struct {
 	cred credspec.Credential
 	o    Options
 	p    *pipeline // owned by the goroutine in Run or Once (never both at once)
+	pace *pace     // owned by the goroutine in Run
 }
 
 // NewVault returns the source of cred, committing into st (which must
@@ -37,7 +37,7 @@ func NewVault(c *api.Client, cred credspec.Credential, st *store.Store, opts Opt
 	return &Vault{
 		kv:   &kv.Client{API: c, MaxBody: o.MaxBody},
 		tr:   &transit.Client{API: c, Mount: o.TransitMount, MaxBody: o.MaxBody},
-		cred: cred, o: o, p: newPipeline(cred, st, o, "vault"),
+		cred: cred, o: o, p: newPipeline(cred, st, o, "vault"), pace: newPace(o),
 	}
 }
 
@@ -49,11 +49,11 @@ func (v *Vault) Run(ctx context.Context) error {
 		}
 	}
 	for {
-		_ = v.checkOnce(ctx)
+		err := v.checkOnce(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		t := v.o.Clock.NewTimer(v.interval())
+		t := v.o.Clock.NewTimer(v.pace.next(v.o.Clock.Now(), err))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -85,7 +85,11 @@ func (v *Vault) Once(ctx context.Context) error {
 		if ctx.Err() != nil || !retryable(err) {
 			return fmt.Errorf("credential %s: %w", v.cred.Name, err)
 		}
-		t := v.o.Clock.NewTimer(bo.NextBackOff())
+		wait := bo.NextBackOff()
+		if ra, ok := vault.RetryAfter(err); ok {
+			wait = max(wait, ra)
+		}
+		t := v.o.Clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -117,12 +121,6 @@ func (v *Vault) decrypt(ctx context.Context, names, cts []string) ([][]byte, err
 		return nil, fmt.Errorf("%w: %w", errDecrypt, err)
 	}
 	return plain, err
-}
-
-// interval is Refresh ± Jitter.
-func (v *Vault) interval() time.Duration {
-	f := 1 + v.o.Jitter*(2*rand.Float64()-1)
-	return time.Duration(float64(v.o.Refresh) * f)
 }
 
 // checkOnce runs a check; when Vault refused the token it asks for a fresh

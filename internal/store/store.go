@@ -72,6 +72,13 @@ func (s *Store) Optional(name string) bool {
 // concurrent use, though one writer per set (its source) is the design:
 // concurrent commits of one set publish in an unspecified order.
 func (s *Store) Commit(name string, meta Meta, fields map[string][]byte) error {
+	return s.CommitWith(name, meta, fields, nil)
+}
+
+// CommitWith is Commit that calls prepared, when not nil, once the version
+// is in locked memory and before any reader can see it: what it records
+// (metrics) is never behind what a reader is served.
+func (s *Store) CommitWith(name string, meta Meta, fields map[string][]byte, prepared func()) error {
 	e, ok := s.entries[name]
 	if !ok {
 		securemem.WipeFields(fields)
@@ -80,6 +87,9 @@ func (s *Store) Commit(name string, meta Meta, fields map[string][]byte) error {
 	set, err := newSet(name, meta, fields)
 	if err != nil {
 		return fmt.Errorf("store: commit %q: %w", name, err)
+	}
+	if prepared != nil {
+		prepared()
 	}
 	e.commitMu.Lock()
 	old := e.current.Swap(set)

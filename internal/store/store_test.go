@@ -517,3 +517,31 @@ func TestNoValueInLogs(t *testing.T) {
 		t.Fatalf("log lacks name and version: %s", buf.String())
 	}
 }
+
+// TestCommitWithRunsBeforePublish: prepared runs once the version is built
+// and before a reader can acquire it.
+func TestCommitWithRunsBeforePublish(t *testing.T) {
+	st, err := New([]Declared{{Name: "a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	calls := 0
+	err = st.CommitWith("a", Meta{Version: 1}, map[string][]byte{"k": []byte("FAKE-v")}, func() {
+		calls++
+		if _, err := st.Acquire("a"); !errors.Is(err, ErrNotReady) {
+			t.Errorf("the version is visible before prepared returned: %v", err)
+		}
+	})
+	if err != nil || calls != 1 {
+		t.Fatalf("CommitWith: %v, prepared called %d times", err, calls)
+	}
+	set, err := st.Acquire("a")
+	if err != nil || set.Version() != 1 {
+		t.Fatalf("after CommitWith: %v", err)
+	}
+	set.Release()
+	if err := st.CommitWith("nope", Meta{Version: 1}, map[string][]byte{}, func() { t.Error("prepared ran for an unknown set") }); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("unknown set: %v", err)
+	}
+}

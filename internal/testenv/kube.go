@@ -71,7 +71,8 @@ func WithWebhooks(w envtest.WebhookInstallOptions) KubeOption {
 // envtest, with binaries from the tools dir (see Binary). envtest's defaults
 // already make the apiserver a ServiceAccount token issuer (generated signing
 // key, --service-account-issuer at its own URL) with RBAC authorization, so
-// TokenRequest works. ctx bounds the start only (90 s when it has no
+// TokenRequest works; the issuer's discovery document names its JWKS at
+// the same address. ctx bounds the start only (90 s when it has no
 // deadline). Like Vault, both servers die with the test binary on Linux
 // (envtest is given wrappers that arm the parent-death signal, see
 // proc_linux.go). The error wraps ErrBinaryMissing when a binary is missing.
@@ -198,6 +199,10 @@ func (k *Kube) newEnvironment(apiserverBin, etcdBin string, o *kubeOptions) (*en
 	api.SecureServing.ListenAddr = envtest.ListenAddr{Address: "127.0.0.1", Port: ports[2]}
 	api.Out = logs[BinKubeAPIServer]
 	api.Err = logs[BinKubeAPIServer]
+	// The discovery document's jwks_uri, on the address the apiserver
+	// listens on (by default it names the host's external address, which
+	// nothing listens on here), so OIDC discovery (Vault's jwt auth) works.
+	api.Configure().Set("service-account-jwks-uri", "https://"+net.JoinHostPort("127.0.0.1", ports[2])+"/openid/v1/jwks")
 	for _, a := range o.apiServerArgs {
 		api.Configure().Set(a[0], a[1:]...)
 	}

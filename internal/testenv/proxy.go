@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,11 +15,13 @@ import (
 // refuses new ones until Restore. The listener stays bound throughout, so the
 // address clients were given stays valid; a refused client is accepted and
 // reset at once, so it sees "connection reset" or EOF, not ECONNREFUSED.
+// SetLatency makes the target slow: every chunk of its answers is held back.
 type Proxy struct {
 	Addr string // 127.0.0.1:PORT
 
-	target string
-	ln     net.Listener
+	target  string
+	ln      net.Listener
+	latency atomic.Int64 // time.Duration added to each chunk from the target
 
 	mu     sync.Mutex
 	cut    bool
@@ -116,11 +119,39 @@ func (p *Proxy) forward(client net.Conn) {
 		done <- struct{}{}
 	}
 	go pipe(upstream, client)
-	go pipe(client, upstream)
+	go func() {
+		p.copySlow(client, upstream)
+		closeBoth()
+		done <- struct{}{}
+	}()
 	<-done
 	<-done
 	p.untrack(client, upstream)
 }
+
+// copySlow copies the target's answers to the client, holding each chunk
+// back by the current latency.
+func (p *Proxy) copySlow(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if d := time.Duration(p.latency.Load()); d > 0 {
+				time.Sleep(d)
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// SetLatency holds back every chunk the target sends by d from now on (0:
+// none), a slow Vault as its clients see it.
+func (p *Proxy) SetLatency(d time.Duration) { p.latency.Store(int64(d)) }
 
 // Cut resets every live connection and refuses new ones until Restore.
 func (p *Proxy) Cut() {

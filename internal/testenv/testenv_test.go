@@ -385,6 +385,39 @@ func TestProxyCutRestore(t *testing.T) {
 	}
 }
 
+// TestProxyLatency: SetLatency slows every answer through the proxy, and
+// 0 makes it fast again.
+func TestProxyLatency(t *testing.T) {
+	testenv.NeedServers(t)
+	ctx := t.Context()
+	p, err := testenv.StartProxy(vault.HostPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := vault.NewClient(p.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	timed := func() time.Duration {
+		start := time.Now()
+		if _, err := c.Sys().HealthWithContext(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	timed() // connect
+	const latency = 400 * time.Millisecond
+	p.SetLatency(latency)
+	if d := timed(); d < latency {
+		t.Errorf("health with latency %v took %v", latency, d)
+	}
+	p.SetLatency(0)
+	if d := timed(); d >= latency {
+		t.Errorf("health without latency took %v", d)
+	}
+}
+
 func TestPauseResume(t *testing.T) {
 	testenv.NeedServers(t)
 	ctx := t.Context()

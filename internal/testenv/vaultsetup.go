@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -155,18 +154,10 @@ func (v *Vault) ConfigureKubernetesAuth(k *Kube, mount string) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes auth: %w", err)
 	}
-	c := v.Client()
-	mounts, err := c.Sys().ListAuthWithContext(ctx)
-	if err != nil {
-		return fmt.Errorf("kubernetes auth: list auth mounts: %w", err)
+	if err := v.enableAuth(ctx, mount, "kubernetes"); err != nil {
+		return fmt.Errorf("kubernetes auth: %w", err)
 	}
-	if _, ok := mounts[strings.Trim(mount, "/")+"/"]; !ok {
-		err := c.Sys().EnableAuthWithOptionsWithContext(ctx, mount, &api.EnableAuthOptions{Type: "kubernetes"})
-		if err != nil {
-			return fmt.Errorf("kubernetes auth: enable at %s: %w", mount, err)
-		}
-	}
-	_, err = c.Logical().WriteWithContext(ctx, path.Join("auth", mount, "config"), map[string]any{
+	_, err = v.Client().Logical().WriteWithContext(ctx, path.Join("auth", mount, "config"), map[string]any{
 		"kubernetes_host":      k.Config.Host,
 		"kubernetes_ca_cert":   string(k.Config.CAData),
 		"token_reviewer_jwt":   jwt,

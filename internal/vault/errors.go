@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 
@@ -36,6 +38,10 @@ var (
 	// ErrBadResponse: Vault answered 2xx with a body that does not parse
 	// or does not hold what the request asks for.
 	ErrBadResponse = errors.New("unexpected response from Vault")
+	// ErrThrottled: Vault refused the request for load: a rate-limit quota
+	// (HTTP 429) or a server that cannot serve now (503: sealed, standby).
+	// Transient; the response's Retry-After, if any, is RetryAfter(err).
+	ErrThrottled = errors.New("vault throttled the request")
 )
 
 // CASError reports a write whose expected version was not the current one.
@@ -81,7 +87,11 @@ type RequestError struct {
 	Op     string // operation, one of the Op constants
 	Status int    // HTTP status; 0 when Vault did not answer
 	Msg    string // Vault's error messages, or the transport error
-	Err    error
+	// RetryAfter is the wait Vault asked for in a Retry-After header (a
+	// rate-limit quota's 429 carries one when the quota config enables
+	// response headers); 0 when it gave none. Set by WrapResponse.
+	RetryAfter time.Duration
+	Err        error
 }
 
 func (e *RequestError) Error() string {
@@ -97,13 +107,16 @@ func (e *RequestError) Error() string {
 func (e *RequestError) Unwrap() error { return e.Err }
 
 // Is matches the kinds: 404 is ErrNotFound, 401 and 403 are ErrPermission,
-// and no answer at all (other than a cancelled context) is ErrUnreachable.
+// 429 and 503 are ErrThrottled, and no answer at all (other than a
+// cancelled context) is ErrUnreachable.
 func (e *RequestError) Is(target error) bool {
 	switch target {
 	case ErrNotFound:
 		return e.Status == http.StatusNotFound
 	case ErrPermission:
 		return e.Status == http.StatusForbidden || e.Status == http.StatusUnauthorized
+	case ErrThrottled:
+		return e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable
 	case ErrUnreachable:
 		var ue *url.Error
 		return e.Status == 0 && errors.As(e.Err, &ue) &&
@@ -132,6 +145,49 @@ func Wrap(op string, err error) error {
 		re.Msg = oneline.Of(err.Error(), 300)
 	}
 	return re
+}
+
+// MaxRetryAfter bounds the Retry-After a client honours, so a wrong or
+// hostile header cannot park an agent for hours.
+const MaxRetryAfter = 5 * time.Minute
+
+// WrapResponse is Wrap for a raw request that left its response: it also
+// keeps the response's Retry-After (delay-seconds or an HTTP date, capped at
+// MaxRetryAfter).
+func WrapResponse(op string, resp *api.Response, err error) error {
+	werr := Wrap(op, err)
+	var re *RequestError
+	if resp == nil || resp.Response == nil || !errors.As(werr, &re) {
+		return werr
+	}
+	re.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return werr
+}
+
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		d = time.Duration(min(n, int64(MaxRetryAfter/time.Second))) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return max(0, min(d, MaxRetryAfter))
+}
+
+// RetryAfter returns the wait Vault asked for with err's response, if any.
+func RetryAfter(err error) (time.Duration, bool) {
+	var re *RequestError
+	if errors.As(err, &re) && re.RetryAfter > 0 {
+		return re.RetryAfter, true
+	}
+	return 0, false
 }
 
 type permanentError struct{ err error }

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 )
@@ -120,6 +122,47 @@ func TestOpFromPath(t *testing.T) {
 	}
 }
 
+func TestWrapResponseRetryAfter(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name   string
+		header string
+		want   time.Duration
+	}{
+		{"none", "", 0},
+		{"seconds", "2", 2 * time.Second},
+		{"zero", "0", 0},
+		{"negative", "-5", 0},
+		{"capped", "86400", MaxRetryAfter},
+		{"http date", now.Add(90 * time.Second).UTC().Format(http.TimeFormat), 90 * time.Second},
+		{"date in the past", now.Add(-time.Minute).UTC().Format(http.TimeFormat), 0},
+		{"garbage", "soon", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := &api.Response{Response: &http.Response{StatusCode: 429, Header: http.Header{}}}
+			if tt.header != "" {
+				resp.Header.Set("Retry-After", tt.header)
+			}
+			err := WrapResponse(OpKVMetadata, resp, respErr(429, "request path \"secret/metadata/x\": rate limit quota exceeded"))
+			got, ok := RetryAfter(fmt.Errorf("read metadata: %w", err))
+			// An HTTP date has one-second resolution.
+			if ok != (tt.want > 0) || got < tt.want-time.Second || got > tt.want {
+				t.Errorf("RetryAfter = %v, %v; want %v", got, ok, tt.want)
+			}
+			if StatusCode(err) != 429 || IsPermanent(err) || !errors.Is(err, ErrThrottled) {
+				t.Errorf("status %d permanent %v; want a transient 429", StatusCode(err), IsPermanent(err))
+			}
+		})
+	}
+	if _, ok := RetryAfter(WrapResponse(OpKVMetadata, nil, respErr(503))); ok {
+		t.Error("RetryAfter without a response")
+	}
+	if WrapResponse(OpKVMetadata, nil, nil) != nil {
+		t.Error("WrapResponse(nil error) is not nil")
+	}
+}
+
 func TestRequestErrorKinds(t *testing.T) {
 	refused := &url.Error{Op: "Get", URL: "http://127.0.0.1:1", Err: errors.New("connection refused")}
 	tests := []struct {
@@ -131,7 +174,9 @@ func TestRequestErrorKinds(t *testing.T) {
 		{"404", &api.ResponseError{StatusCode: 404}, []error{ErrNotFound}, []error{ErrPermission, ErrUnreachable}},
 		{"403", &api.ResponseError{StatusCode: 403, Errors: []string{"permission denied"}}, []error{ErrPermission}, []error{ErrNotFound, ErrUnreachable}},
 		{"401", &api.ResponseError{StatusCode: 401}, []error{ErrPermission}, nil},
-		{"500", &api.ResponseError{StatusCode: 500}, nil, []error{ErrNotFound, ErrPermission, ErrUnreachable}},
+		{"500", &api.ResponseError{StatusCode: 500}, nil, []error{ErrNotFound, ErrPermission, ErrUnreachable, ErrThrottled}},
+		{"429 rate-limit quota", &api.ResponseError{StatusCode: 429}, []error{ErrThrottled}, []error{ErrPermission, ErrUnreachable}},
+		{"503 sealed", &api.ResponseError{StatusCode: 503}, []error{ErrThrottled}, []error{ErrUnreachable}},
 		{"refused", refused, []error{ErrUnreachable}, []error{ErrNotFound, ErrPermission}},
 		{"cancelled", &url.Error{Op: "Get", URL: "http://x", Err: context.Canceled}, nil, []error{ErrUnreachable}},
 	}

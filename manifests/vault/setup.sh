@@ -6,6 +6,9 @@
 #   K8S_CA_CERT=ca.crt TOKEN_REVIEWER_JWT=reviewer.jwt \
 #   APPROLE_BOTS="acme" ./manifests/vault/setup.sh
 #
+#   # jwt auth as well (or instead, with SKIP_K8S=1):
+#   JWT_ISSUER="$(kubectl get --raw /.well-known/openid-configuration | jq -r .issuer)" ...
+#
 # What it does:
 #   - KV v2 at $KV_MOUNT (secret), Transit at $TRANSIT_MOUNT (transit) with
 #     the derived key $TRANSIT_KEY (credlet-partners);
@@ -14,6 +17,15 @@
 #     namespaces, requiring audience "vault" (the injector projects such a
 #     token); its policy is templated on the login's namespace, so a pod in
 #     namespace N reads only $KV_MOUNT/partners/N/;
+#   - with JWT_ISSUER, jwt auth at $JWT_AUTH_MOUNT (jwt) verifying the
+#     cluster's service-account tokens itself (OIDC discovery at the issuer,
+#     or the public keys in JWT_PUBKEYS; no TokenReview call), and the role
+#     $ROLE there: audience "vault", the token's kubernetes.io namespace one
+#     of PARTNERS, mapped (with the service-account name) to the same alias
+#     metadata Kubernetes auth sets, so the policy credlet-partner-MOUNT
+#     (credlet-partner-jwt by default: the same template on this mount's
+#     accessor) gives a pod in namespace N
+#     $KV_MOUNT/partners/N/ only (annotate pods with credlet.io/auth: jwt);
 #   - the policy credlet-operator, for `credlet-agent creds`;
 #   - for each partner in APPROLE_BOTS, an AppRole credlet-bot-<partner> for
 #     bots outside Kubernetes, reading only that partner's prefix.
@@ -26,7 +38,14 @@
 #   TOKEN_REVIEWER_JWT        file: token of a reviewer bound to system:auth-delegator
 #                             (token-reviewer.yaml); omit when Vault runs in the cluster
 #   APPROLE_BOTS              optional; partners that get an AppRole
-#   KV_MOUNT TRANSIT_MOUNT TRANSIT_KEY K8S_AUTH_MOUNT APPROLE_MOUNT ROLE TOKEN_TTL TOKEN_MAX_TTL
+#   JWT_ISSUER                optional; the cluster's service-account issuer (the "iss" of its
+#                             tokens); enables jwt auth
+#   JWT_PUBKEYS               file: PEM public keys that sign service-account tokens (the
+#                             apiserver's --service-account-key-file); without it Vault uses OIDC
+#                             discovery at JWT_ISSUER, which the apiserver serves to anonymous
+#                             clients once jwt-issuer-discovery.yaml is applied
+#   JWT_CA_CERT               file: CA of the discovery URL (default K8S_CA_CERT)
+#   KV_MOUNT TRANSIT_MOUNT TRANSIT_KEY K8S_AUTH_MOUNT JWT_AUTH_MOUNT APPROLE_MOUNT ROLE TOKEN_TTL TOKEN_MAX_TTL
 #   VAULT                     the vault CLI (default: vault on PATH)
 set -euo pipefail
 
@@ -36,6 +55,8 @@ KV_MOUNT=${KV_MOUNT:-secret}
 TRANSIT_MOUNT=${TRANSIT_MOUNT:-transit}
 TRANSIT_KEY=${TRANSIT_KEY:-credlet-partners}
 K8S_AUTH_MOUNT=${K8S_AUTH_MOUNT:-kubernetes}
+JWT_AUTH_MOUNT=${JWT_AUTH_MOUNT:-jwt}
+JWT_ISSUER=${JWT_ISSUER:-}
 APPROLE_MOUNT=${APPROLE_MOUNT:-approle}
 ROLE=${ROLE:-credlet-partner}
 TOKEN_TTL=${TOKEN_TTL:-1h}
@@ -60,7 +81,7 @@ done
 # render FILE [PARTNER]: a policy with its placeholders filled in.
 render() {
 	sed -e "s|@KV_MOUNT@|$KV_MOUNT|g" -e "s|@TRANSIT_MOUNT@|$TRANSIT_MOUNT|g" -e "s|@TRANSIT_KEY@|$TRANSIT_KEY|g" \
-		-e "s|@K8S_ACCESSOR@|${accessor:-}|g" -e "s|@PARTNER@|${2:-}|g" "$here/policies/$1.hcl"
+		-e "s|@AUTH_ACCESSOR@|${accessor:-}|g" -e "s|@PARTNER@|${2:-}|g" "$here/policies/$1.hcl"
 }
 
 mounted() { "$VAULT" read -field=type "sys/mounts/$1" >/dev/null 2>&1; }
@@ -113,6 +134,48 @@ if [[ $SKIP_K8S != 1 ]]; then
 		audience=vault token_policies=credlet-partner \
 		token_ttl="$TOKEN_TTL" token_max_ttl="$TOKEN_MAX_TTL" >/dev/null
 	say "wrote role $ROLE for namespaces: $PARTNERS (annotate pods with credlet.io/role: $ROLE)"
+fi
+
+# 2b. jwt auth: the same partners' role, verified without TokenReview.
+if [[ -n $JWT_ISSUER ]]; then
+	auth_enabled "$JWT_AUTH_MOUNT" || { "$VAULT" auth enable -path="$JWT_AUTH_MOUNT" jwt >/dev/null && say "enabled jwt auth at $JWT_AUTH_MOUNT/"; }
+	if [[ -n ${JWT_PUBKEYS:-} ]]; then
+		[[ -r $JWT_PUBKEYS ]] || die "JWT_PUBKEYS $JWT_PUBKEYS is not readable"
+		grep -q 'BEGIN PUBLIC KEY' "$JWT_PUBKEYS" || die "JWT_PUBKEYS $JWT_PUBKEYS holds no PEM public key (want -----BEGIN PUBLIC KEY-----)"
+		"$VAULT" write "auth/$JWT_AUTH_MOUNT/config" jwt_validation_pubkeys=@"$JWT_PUBKEYS" bound_issuer="$JWT_ISSUER" >/dev/null
+		say "pointed $JWT_AUTH_MOUNT/ at the keys in $JWT_PUBKEYS (issuer $JWT_ISSUER)"
+	else
+		cfg=(oidc_discovery_url="$JWT_ISSUER")
+		ca=${JWT_CA_CERT:-${K8S_CA_CERT:-}}
+		if [[ -n $ca ]]; then
+			[[ -r $ca ]] || die "JWT_CA_CERT $ca is not readable"
+			cfg+=(oidc_discovery_ca_pem=@"$ca")
+		fi
+		"$VAULT" write "auth/$JWT_AUTH_MOUNT/config" "${cfg[@]}" >/dev/null ||
+			die "Vault could not use OIDC discovery at $JWT_ISSUER (apply manifests/vault/jwt-issuer-discovery.yaml so the apiserver serves it without credentials, or set JWT_PUBKEYS)"
+		say "pointed $JWT_AUTH_MOUNT/ at OIDC discovery of $JWT_ISSUER"
+	fi
+	accessor=$("$VAULT" read -field=accessor "sys/auth/$JWT_AUTH_MOUNT")
+	jwt_policy=credlet-partner-${JWT_AUTH_MOUNT//\//-}
+	render partner | "$VAULT" policy write "$jwt_policy" - >/dev/null
+	say "wrote policy $jwt_policy (templated on the login's namespace; accessor $accessor)"
+	namespaces=$(printf '"%s",' $PARTNERS)
+	"$VAULT" write "auth/$JWT_AUTH_MOUNT/role/$ROLE" - >/dev/null <<-JSON
+	{
+	  "role_type": "jwt",
+	  "user_claim": "sub",
+	  "bound_audiences": ["vault"],
+	  "bound_claims": {"/kubernetes.io/namespace": [${namespaces%,}]},
+	  "claim_mappings": {
+	    "/kubernetes.io/namespace": "service_account_namespace",
+	    "/kubernetes.io/serviceaccount/name": "service_account_name"
+	  },
+	  "token_policies": ["$jwt_policy"],
+	  "token_ttl": "$TOKEN_TTL",
+	  "token_max_ttl": "$TOKEN_MAX_TTL"
+	}
+	JSON
+	say "wrote jwt role $ROLE for namespaces: $PARTNERS (annotate pods with credlet.io/auth: jwt and credlet.io/role: $ROLE)"
 fi
 
 # 3. The operators' policy.

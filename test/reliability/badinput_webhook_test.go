@@ -67,6 +67,11 @@ func TestWebhookBadInput(t *testing.T) {
 		{"unknown key", with(map[string]string{"credlet.io/rol": "bot"}), "credlet.io/rol"},
 		{"bad refresh", with(map[string]string{"credlet.io/refresh": "-1s"}), "credlet.io/refresh"},
 		{"500 unknown keys", many(500, func(i int) string { return fmt.Sprintf("credlet.io/x%d", i) }, func(int) string { return "v" }), "credlet.io/x"},
+		{"unapproved vault-addr", with(map[string]string{"credlet.io/vault-addr": "https://vault.attacker.example.test:8200"}), "credlet.io/vault-addr"},
+		{"10,000 credlet keys", many(10_000, func(i int) string { return fmt.Sprintf("credlet.io/y%d", i) }, func(int) string { return "v" }), "credlet.io/y"},
+		{"100 credential sets", many(100, func(i int) string { return fmt.Sprintf("credlet.io/credential.s%d", i) },
+			func(int) string { return kvPrefix + "/k" }), "at most 64"},
+		{"escape sequence in a key", with(map[string]string{"credlet.io/credential.a\x1b[2J": kvPrefix + "/k"}), `\x1b`},
 		{"500 bad credentials", many(500, func(i int) string { return fmt.Sprintf("credlet.io/credential.c%d", i) },
 			func(int) string { return "secret/elsewhere/k" }), "credential.c"},
 	}
@@ -90,6 +95,8 @@ func TestWebhookBadInput(t *testing.T) {
 				t.Errorf("uid %q echoed, want %q", r.uid, uid)
 			case !strings.Contains(r.message, tc.mention):
 				t.Errorf("denial %q does not name %q", clip(r.message), tc.mention)
+			case strings.ContainsAny(r.message, "\x1b\x00"):
+				t.Errorf("denial %q carries a raw control character", clip(r.message))
 			default:
 				t.Logf("denied: %s", clip(r.message))
 			}

@@ -6,6 +6,10 @@
 //     continuously; no torn read, no error, versions never go backwards;
 //   - Vault outage (SIGSTOP, and a cut loopback proxy): reads keep working,
 //     /readyz stays ready, the age metric grows, recovery within refresh+1s;
+//   - Vault overload: a real rate-limit quota below the fleet's poll rate,
+//     and a Vault slower than the request timeout: last good version served,
+//     the fleet's rate (from Vault's audit device) at or below the quota,
+//     catch-up within two refresh intervals;
 //   - token expiry during an outage: a fresh login afterwards, no gap;
 //   - agent restart (SIGTERM and SIGKILL): files replaced cleanly, socket
 //     reclaimed, readers reconnect;

@@ -18,6 +18,22 @@
 // directory is removed. Leftovers of a crash (..<timestamp> directories that
 // ..data does not point to, temporary links) are removed when Run starts.
 //
+// Planted links: the secrets directory is shared with the app's
+// containers, so the sink trusts nothing in it. Every path below
+// --secrets-dir is created, read, renamed and removed relative to a
+// directory handle the sink opened itself (openat, mkdirat, symlinkat,
+// renameat, unlinkat), never following a symlink (O_NOFOLLOW): a symlink
+// where a set directory belongs is removed and replaced by a directory
+// (one WARN line), a directory where ..data belongs is removed, and a
+// planted link is only ever unlinked, never followed, chmod'ed through or
+// written into. Every 10s (and at each new version) Run checks that each
+// set's ..data still names the version directory it made, and writes the
+// current version again (one WARN line) if someone changed it. The
+// --secrets-dir path itself is the operator's and is followed.
+//
+// Locking: one writer at a time; Versions (what /readyz asks) takes a
+// separate lock that is never held across a write or an fsync.
+//
 // Reading consistently: each file on its own is always one version. To read
 // several fields of one version, open the ..data directory once and read the
 // files relative to it (openat), retrying if a file has gone (the version

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/credlet/credlet/internal/clock"
 	"github.com/credlet/credlet/internal/credspec"
 	"github.com/credlet/credlet/internal/metrics"
@@ -54,9 +56,14 @@ type Sink struct {
 
 	lockWarned atomic.Bool
 
-	mu      sync.Mutex           // one writer at a time
-	written map[string]onDisk    // by credential name
-	maps    map[string][]mapping // current files kept locked, by credential name
+	// writeMu makes one writer at a time; it is held across file writes
+	// and fsyncs. mu guards written only, briefly, so Versions (what
+	// /readyz asks) never waits for a write.
+	writeMu sync.Mutex
+	maps    map[string][]mapping // current files kept locked, by credential name; under writeMu
+	current map[string]versionDir // what ..data should name, by credential name; under writeMu
+	mu      sync.Mutex
+	written map[string]onDisk // by credential name
 
 	wrote chan struct{} // signalled (coalescing) after a new version is on disk
 }
@@ -91,7 +98,7 @@ func New(st *store.Store, creds []credspec.Credential, opts Options) (*Sink, err
 	s := &Sink{
 		st: st, dir: opts.Dir, uid: opts.UID, gid: opts.GID, mode: opts.Mode, dirMode: dirModeFor(opts.Mode),
 		log: opts.Logger, m: opts.Metrics, clock: opts.Clock,
-		written: map[string]onDisk{}, maps: map[string][]mapping{}, wrote: make(chan struct{}, 1),
+		written: map[string]onDisk{}, maps: map[string][]mapping{}, current: map[string]versionDir{}, wrote: make(chan struct{}, 1),
 	}
 	if s.uid == os.Getuid() {
 		s.uid = -1
@@ -138,14 +145,15 @@ func dirModeFor(m os.FileMode) os.FileMode {
 }
 
 // Run removes what a crashed run left behind, writes every committed set,
-// then writes each new version as it is committed, until ctx ends. A failed
+// then writes each new version as it is committed, until ctx ends. Every
+// checkInterval it also checks that each set's directory and ..data are
+// still the ones it made, and rewrites a set whose were changed. A failed
 // write is retried with backoff; the last good files keep serving. It
 // returns nil on cancel, after unmapping the files it kept locked.
 func (s *Sink) Run(ctx context.Context) error {
-	if err := os.MkdirAll(s.dir, 0o755); err != nil {
-		return fmt.Errorf("secrets directory: %w", err)
+	if err := s.cleanAll(); err != nil {
+		return err
 	}
-	s.cleanAll()
 	sub := s.st.Subscribe()
 	defer sub.Close()
 	defer s.release()
@@ -161,18 +169,25 @@ func (s *Sink) Run(ctx context.Context) error {
 		} else {
 			delay = retryMin
 		}
+		check := s.clock.NewTimer(checkInterval)
 		select {
 		case <-ctx.Done():
 			if t != nil {
 				t.Stop()
 			}
+			check.Stop()
 			return nil
 		case <-sub.Updated():
 			if t != nil {
 				t.Stop()
 			}
 		case <-retry:
+		case <-check.C():
+			if t != nil {
+				t.Stop()
+			}
 		}
+		check.Stop()
 	}
 }
 
@@ -180,10 +195,9 @@ func (s *Sink) Run(ctx context.Context) error {
 // keeps nothing mapped. A required set that was never committed is an error
 // (wrapping store.ErrNotReady); an optional one is skipped.
 func (s *Sink) WriteAll() error {
-	if err := os.MkdirAll(s.dir, 0o755); err != nil {
-		return fmt.Errorf("secrets directory: %w", err)
+	if err := s.cleanAll(); err != nil {
+		return err
 	}
-	s.cleanAll()
 	var errs []error
 	for _, c := range s.creds {
 		if c.Optional {
@@ -202,21 +216,41 @@ func (s *Sink) WriteAll() error {
 	return errors.Join(errs...)
 }
 
-func (s *Sink) cleanAll() {
+// cleanAll creates the secrets directory if needed and removes the
+// leftovers of an earlier run from every set directory.
+func (s *Sink) cleanAll() error {
+	root, err := s.openRoot()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(root)
 	for _, c := range s.creds {
-		if removed := cleanStale(filepath.Join(s.dir, c.Name)); len(removed) > 0 {
+		setFD, err := unix.Openat(root, c.Name, dirFlags, 0)
+		if err != nil {
+			continue // missing, or not a directory: the first write deals with it
+		}
+		if removed := cleanStale(setFD); len(removed) > 0 {
 			s.log.Info("removed leftovers of an earlier run", "credential", c.Name, "entries", removed)
 		}
+		_ = unix.Close(setFD)
 	}
+	return nil
 }
 
-// sync writes every set whose current version is not on disk yet.
+// sync writes every set whose current version is not on disk yet, or whose
+// directory or ..data was changed by someone else.
 func (s *Sink) sync(lock bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	root, err := s.openRoot()
+	if err != nil {
+		s.log.Error("writing credential files failed; the previous files stay", "error", err.Error())
+		return err
+	}
+	defer unix.Close(root)
 	var errs []error
 	for _, c := range s.creds {
-		if err := s.syncOne(c, lock); err != nil {
+		if err := s.syncOne(root, c, lock); err != nil {
 			s.log.Error("writing credential files failed; the previous files stay", "credential", c.Name, "error", err.Error())
 			errs = append(errs, fmt.Errorf("credential %q: %w", c.Name, err))
 		}
@@ -233,7 +267,7 @@ func (s *Sink) sync(lock bool) error {
 	return errors.Join(errs...)
 }
 
-func (s *Sink) syncOne(c credspec.Credential, lock bool) error {
+func (s *Sink) syncOne(root int, c credspec.Credential, lock bool) error {
 	set, err := s.st.Acquire(c.Name)
 	if errors.Is(err, store.ErrNotReady) {
 		return nil
@@ -242,17 +276,32 @@ func (s *Sink) syncOne(c credspec.Credential, lock bool) error {
 		return err
 	}
 	defer set.Release()
-	d := onDisk{version: set.Version(), fetchedAt: set.FetchedAt()}
-	if w, ok := s.written[c.Name]; ok && w == d {
-		return nil
+	setFD, err := s.openSetDir(root, c.Name)
+	if err != nil {
+		return err
 	}
-	maps, err := s.publish(c, set, lock)
+	defer unix.Close(setFD)
+	d := onDisk{version: set.Version(), fetchedAt: set.FetchedAt()}
+	s.mu.Lock()
+	w, ok := s.written[c.Name]
+	s.mu.Unlock()
+	if ok && w == d {
+		if s.current[c.Name].intact(setFD) {
+			return nil
+		}
+		s.log.Warn("credential directory or its ..data link was changed by someone else; writing the current version again",
+			"credential", c.Name, "version", d.version)
+	}
+	vd, maps, err := s.publish(setFD, c, set, lock)
 	if err != nil {
 		return err
 	}
 	unmapAll(s.maps[c.Name])
 	s.maps[c.Name] = maps
+	s.current[c.Name] = vd
+	s.mu.Lock()
 	s.written[c.Name] = d
+	s.mu.Unlock()
 	s.log.Info("credential files written", "credential", c.Name, "version", d.version,
 		"dir", filepath.Join(s.dir, c.Name), "format", string(c.Format), "locked_files", len(maps))
 	select {
@@ -288,8 +337,8 @@ func (s *Sink) writtenVersion(name string) int {
 
 // release unmaps every file kept locked.
 func (s *Sink) release() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	for name, ms := range s.maps {
 		unmapAll(ms)
 		delete(s.maps, name)

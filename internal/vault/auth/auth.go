@@ -17,7 +17,7 @@ import (
 // Method logs in to Vault.
 type Method interface {
 	// Name is the method's name in metrics and logs: "kubernetes",
-	// "approle" or "token".
+	// "jwt", "approle" or "token".
 	Name() string
 	// Login returns a secret whose Auth holds the new token. It does not
 	// set the token on c.

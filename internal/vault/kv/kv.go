@@ -104,7 +104,7 @@ func (c *Client) Metadata(ctx context.Context, mount, p string) (Metadata, error
 	resp, err := c.API.Logical().ReadRawWithContext(vault.WithOp(ctx, vault.OpKVMetadata), mount+"/metadata/"+p)
 	defer vault.CloseBody(resp)
 	if err != nil {
-		return Metadata{}, vault.Wrap(vault.OpKVMetadata, err)
+		return Metadata{}, vault.WrapResponse(vault.OpKVMetadata, resp, err)
 	}
 	var out struct {
 		Data struct {
@@ -185,7 +185,7 @@ func (c *Client) Read(ctx context.Context, mount, p string, version int) (Versio
 				return Version{Meta: v.Meta}, &DeletedError{Path: full, Meta: v.Meta}
 			}
 		}
-		return Version{}, vault.Wrap(vault.OpKVRead, err)
+		return Version{}, vault.WrapResponse(vault.OpKVRead, resp, err)
 	}
 	v, err := c.decodeVersion(resp)
 	if err != nil {

@@ -1,15 +1,18 @@
 # credlet-partner: what an agent in a partner's namespace may do. The path
-# is templated on the Kubernetes login's metadata, so one policy serves
-# every partner and a pod in namespace N reads only secret/partners/N/.
-# setup.sh fills in the @...@ placeholders (the kubernetes auth mount's
-# accessor among them) before writing it.
+# is templated on the login's metadata (service_account_namespace, which
+# Kubernetes auth sets and the jwt role maps from the token's
+# kubernetes.io/namespace claim), so one policy serves every partner and a
+# pod in namespace N reads only secret/partners/N/. setup.sh fills in the
+# @...@ placeholders (the auth mount's accessor among them) before writing
+# it: credlet-partner for the kubernetes mount, credlet-partner-jwt for the
+# jwt mount.
 
 # The credential sets: metadata (polled; no values) and data (read on a
 # new version).
-path "@KV_MOUNT@/metadata/partners/{{identity.entity.aliases.@K8S_ACCESSOR@.metadata.service_account_namespace}}/*" {
+path "@KV_MOUNT@/metadata/partners/{{identity.entity.aliases.@AUTH_ACCESSOR@.metadata.service_account_namespace}}/*" {
   capabilities = ["read"]
 }
-path "@KV_MOUNT@/data/partners/{{identity.entity.aliases.@K8S_ACCESSOR@.metadata.service_account_namespace}}/*" {
+path "@KV_MOUNT@/data/partners/{{identity.entity.aliases.@AUTH_ACCESSOR@.metadata.service_account_namespace}}/*" {
   capabilities = ["read"]
 }
 

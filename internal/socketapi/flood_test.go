@@ -1,0 +1,247 @@
+package socketapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const floodHelperEnv = "CREDLET_SOCKETAPI_FLOOD_SOCKET"
+
+// floodConns is how many connections the refused peer opens at once.
+const floodConns = 5000
+
+// floodHelper runs under a refused UID: it opens floodConns connections,
+// sends nothing on them, prints how many it holds, and keeps them open
+// until its stdin closes. A blocking connect(2) waits while the
+// listener's backlog is full, as a patient attacker would.
+func floodHelper(path string) int {
+	var fds []int
+	failed := 0
+	for len(fds) < floodConns && failed < 100 {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			fmt.Printf("error socket: %v\n", err)
+			return 1
+		}
+		err = unix.Connect(fd, &unix.SockaddrUnix{Name: path})
+		if errors.Is(err, unix.EAGAIN) {
+			_ = unix.Close(fd)
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		if err != nil {
+			_ = unix.Close(fd)
+			failed++
+			continue
+		}
+		fds = append(fds, fd)
+		if len(fds)%500 == 0 {
+			fmt.Printf("connected %d\n", len(fds))
+		}
+	}
+	fmt.Printf("holding %d failed %d\n", len(fds), failed)
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// openFDs counts this process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(es)
+}
+
+// rssBytes is this process's resident set.
+func rssBytes(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
+// TestRefusedPeerFlood: a peer under a refused UID (let through the socket
+// file by its group) opens 5,000 connections and sends nothing. The server
+// (this process, with a 4096-descriptor soft limit as a container may
+// have) keeps answering an allowed client within 100 ms, its descriptors
+// and RSS stay bounded, the denial log line and the deny audit records are
+// summarised, and every refusal is counted.
+func TestRefusedPeerFlood(t *testing.T) {
+	bin := peerBinary(t)
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Max < floodConns+1000 {
+		t.Fatalf("RLIMIT_NOFILE hard limit %d: the refused peer needs %d descriptors", lim.Max, floodConns+1000)
+	}
+	low := lim
+	low.Cur = 4096
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Setrlimit(unix.RLIMIT_NOFILE, &lim) })
+
+	e := startEnv(t, nil)
+	if err := os.Chmod(filepath.Dir(filepath.Dir(e.path)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	commitV(t, e.st, "acme", 1)
+	good := unixClient(e.path)
+	if a := do(t, good, "GET", "/v1/credentials/acme", nil, nil); a.status != 200 {
+		t.Fatalf("allowed read before the flood: %d %s", a.status, a.body)
+	}
+	fdsBefore, rssBefore := openFDs(t), rssBytes(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-test.run=^$")
+	cmd.Env = append(os.Environ(), floodHelperEnv+"="+e.path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 0}}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stdin.Close(); _ = cmd.Wait() }()
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var holding string
+	timeout := time.After(30 * time.Second)
+	last := "nothing"
+wait:
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("flood helper ended early after %q", last)
+			}
+			last = l
+			if strings.HasPrefix(l, "holding ") {
+				holding = l
+				break wait
+			}
+		case <-timeout:
+			t.Fatalf("the refused peer could not open %d connections within 30s (last: %q): the server stopped accepting", floodConns, last)
+		}
+	}
+	if holding != fmt.Sprintf("holding %d failed 0", floodConns) {
+		t.Fatalf("flood helper: %q", holding)
+	}
+
+	// While the refused connections are held: an allowed client is
+	// answered promptly, on a new connection each time.
+	var worst time.Duration
+	for range 20 {
+		c := unixClient(e.path)
+		start := time.Now()
+		a := do(t, c, "GET", "/v1/credentials/acme", nil, nil)
+		worst = max(worst, time.Since(start))
+		c.CloseIdleConnections()
+		if a.status != 200 {
+			t.Fatalf("allowed read during the flood: %d %s", a.status, a.body)
+		}
+	}
+	fdsDuring, rssDuring := openFDs(t), rssBytes(t)
+	t.Logf("during the flood: slowest allowed read %v, descriptors %d (before %d), RSS %d KiB (before %d KiB)",
+		worst, fdsDuring, fdsBefore, rssDuring>>10, rssBefore>>10)
+	if worst > 100*time.Millisecond {
+		t.Errorf("allowed read during the flood took up to %v, want <= 100ms", worst)
+	}
+	if fdsDuring > fdsBefore+100 {
+		t.Errorf("open descriptors %d during the flood (%d before): refused connections are held", fdsDuring, fdsBefore)
+	}
+	// The race detector's shadow memory multiplies what every accepted
+	// connection costs, even one closed at once.
+	rssLimit := int64(24 << 20)
+	if raceEnabled {
+		rssLimit = 48 << 20
+	}
+	if grew := rssDuring - rssBefore; grew > rssLimit {
+		t.Errorf("RSS grew by %d MiB during the flood", grew>>20)
+	}
+	if got := counterValue(t, e.metrics.SocketDenied); got != floodConns {
+		t.Errorf("credlet_socket_denied_total = %v, want %d", got, floodConns)
+	}
+	_ = stdin.Close()
+	_ = cmd.Wait()
+	e.stop(t)
+
+	var warns int
+	for l := range strings.Lines(e.logs.String()) {
+		if strings.Contains(l, `"msg":"socket peer not allowed"`) {
+			warns++
+		}
+	}
+	if warns > 2 {
+		t.Errorf("%d log lines for refused connections, want them summarised", warns)
+	}
+	if !strings.Contains(e.logs.String(), `"count":`) {
+		t.Errorf("no summary of refused connections in the log:\n%.2000s", e.logs.String())
+	}
+	var records, total int
+	for l := range strings.Lines(e.audit.String()) {
+		if !strings.Contains(l, `"event":"deny"`) {
+			continue
+		}
+		var r struct {
+			Count int `json:"count"`
+			Peer  struct {
+				UID uint32 `json:"uid"`
+				GID uint32 `json:"gid"`
+			} `json:"peer"`
+		}
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Peer.UID != 65534 || r.Peer.GID != 0 {
+			t.Errorf("deny record for the wrong peer: %s", l)
+		}
+		records++
+		total += max(r.Count, 1)
+	}
+	if records == 0 || records > 3 || total != floodConns {
+		t.Errorf("%d deny records counting %d refusals, want a few counting %d:\n%.3000s", records, total, floodConns, e.audit.String())
+	}
+}

@@ -1,0 +1,5 @@
+//go:build race
+
+package socketapi
+
+const raceEnabled = true

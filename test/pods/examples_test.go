@@ -170,15 +170,27 @@ func waitLog(t *testing.T, ctx context.Context, p *corev1.Pod, container, line s
 }
 
 // waitLogWithin waits up to max after since for line in a container's log
-// and returns when it was first seen, counted from since.
+// and returns when the runtime recorded that line (its log timestamp),
+// counted from since: the log is polled, but the poll's delay does not
+// count.
 func waitLogWithin(t *testing.T, ctx context.Context, p *corev1.Pod, container, line string, since time.Time, max time.Duration) time.Duration {
 	t.Helper()
 	var log string
 	for {
-		var err error
-		log, err = podLogs(ctx, p.Namespace, p.Name, container)
-		if err == nil && strings.Contains(log, line) {
-			return time.Since(since)
+		b, err := cl.Kube.Clientset.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{Container: container, Timestamps: true}).Do(ctx).Raw()
+		log = string(b)
+		if err == nil {
+			for _, l := range strings.Split(log, "\n") {
+				ts, text, ok := strings.Cut(l, " ")
+				if !ok || !strings.Contains(text, line) {
+					continue
+				}
+				at, perr := time.Parse(time.RFC3339Nano, ts)
+				if perr != nil {
+					t.Fatalf("log timestamp %q: %v", ts, perr)
+				}
+				return at.Sub(since)
+			}
 		}
 		if time.Since(since) > max {
 			t.Fatalf("pod %s container %s: no %q within %v:\n%s", p.Name, container, line, max, log)

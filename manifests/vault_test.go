@@ -1,8 +1,10 @@
 package manifests
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,11 +13,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/credlet/credlet/internal/agentcmd"
 	"github.com/credlet/credlet/internal/creds"
 	"github.com/credlet/credlet/internal/testenv"
 )
@@ -99,6 +103,8 @@ func TestVaultSetup(t *testing.T) {
 	}
 
 	root := vlt.Client()
+	checkKeyRotation(t, ctx, root, env)
+
 	// The operator writes both partners' credentials through `creds`.
 	op, err := root.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{"credlet-operator"}, TTL: "10m"})
 	if err != nil {
@@ -125,6 +131,17 @@ func TestVaultSetup(t *testing.T) {
 	if _, err := creds.Rotate(ctx, ob, "secret/partners/acme/zerodha", map[string][]byte{"api_key": []byte("FAKE-acme-key-2")},
 		creds.WriteOptions{TransitKey: "credlet-partners", Context: "acme"}); err != nil {
 		t.Fatalf("operator rotate: %v", err)
+	}
+	// An expiring token, with its expiry in custom metadata (the operator
+	// policy's metadata update).
+	exp := time.Now().Add(20 * time.Hour).UTC().Truncate(time.Second)
+	var putOut bytes.Buffer
+	if err := creds.Run(ctx, ob, creds.Invocation{Command: "put", Args: []string{"secret/partners/acme/kite-oauth", "access_token=-"}, ExpiresAt: exp.Format(time.RFC3339)},
+		strings.NewReader("FAKE-acme-oauth\n"), &putOut, &putOut); err != nil {
+		t.Fatalf("operator put --expires-at: %v\n%s", err, putOut.String())
+	}
+	if got, err := ob.ExpiresAt(ctx, "secret/partners/acme/kite-oauth"); err != nil || !got.Equal(exp) {
+		t.Fatalf("expires_at written by the operator: %v %v; want %v", got, err, exp)
 	}
 	opClient := clientWith(t, op.Auth.ClientToken)
 	if _, err := opClient.Logical().Write("transit/decrypt/credlet-partners", map[string]any{"ciphertext": "vault:v1:AAAA", "context": b64("acme")}); !isForbidden(err) {
@@ -184,6 +201,153 @@ func TestVaultSetup(t *testing.T) {
 	}
 	bot := login(t, "approle", map[string]any{"role_id": rid.Data["role_id"], "secret_id": sid.Data["secret_id"]})
 	checkPartnerAccess(t, bot, "acme", "beta")
+
+	checkKeyMaintenance(t, ctx)
+}
+
+// checkKeyMaintenance runs the key-maintenance CronJob's containers
+// (manifests/key-maintenance/cronjob.yaml) as written, in order, with the
+// agent's own command line: the real Kubernetes login of the CronJob's
+// ServiceAccount against the role setup.sh wrote, `creds keys` and then
+// `creds rewrap` for acme after the Transit key rotated. Only the Vault
+// address and the token file's path are this test's.
+func checkKeyMaintenance(t *testing.T, ctx context.Context) {
+	t.Helper()
+	root := vlt.Client()
+	if _, err := root.Logical().Write("transit/keys/credlet-partners/rotate", nil); err != nil {
+		t.Fatal(err)
+	}
+	var cj batchv1.CronJob
+	for _, d := range loadDocs(t, "manifests/key-maintenance") {
+		if d.kind == "CronJob" {
+			obj, err := decode(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cj = *obj.(*batchv1.CronJob)
+		}
+		if d.kind == "ServiceAccount" {
+			obj, _ := decode(d)
+			sa := obj.(*corev1.ServiceAccount)
+			if err := kube.CreateServiceAccount(ctx, sa.Namespace, sa.Name); err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatal(err)
+			}
+		}
+	}
+	pod := cj.Spec.JobTemplate.Spec.Template.Spec
+	jwt, err := kube.TokenRequest(ctx, cj.Namespace, pod.ServiceAccountName, "vault", 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(jwt), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	steps := append(append([]corev1.Container{}, pod.InitContainers...), pod.Containers...)
+	if len(steps) < 2 || steps[0].Name != "keys" {
+		t.Fatalf("the CronJob's first step is %q; want keys, then one rewrap per partner", steps[0].Name)
+	}
+	for _, c := range steps {
+		for _, e := range c.Env {
+			switch e.Name {
+			case "VAULT_ADDR":
+				t.Setenv(e.Name, vlt.Addr)
+			case "CREDLET_TOKEN_FILE":
+				t.Setenv(e.Name, tokenFile)
+			default:
+				t.Setenv(e.Name, e.Value)
+			}
+		}
+		t.Setenv("VAULT_TOKEN", "") // the login must stand on its own
+		var out, errb bytes.Buffer
+		if code := agentcmd.Main(c.Args, strings.NewReader(""), &out, &errb); code != 0 {
+			t.Fatalf("CronJob step %s (%v): exit %d\n%s%s", c.Name, c.Args, code, out.String(), errb.String())
+		}
+		t.Logf("step %s:\n%s", c.Name, out.String())
+		if strings.Contains(out.String()+errb.String(), "FAKE") {
+			t.Fatalf("step %s printed a value", c.Name)
+		}
+		if c.Name == "rewrap-acme" && !strings.Contains(out.String(), "rewrapped secret/partners/acme/zerodha: version 2 -> 3 (api_key v1, api_secret v1 -> key v2)") {
+			t.Errorf("rewrap-acme did not rewrap acme's set:\n%s", out.String())
+		}
+	}
+	acme, err := root.KVv2("secret").Get(ctx, "partners/acme/zerodha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct, _ := acme.Data["api_key"].(string); !strings.HasPrefix(ct, "vault:v2:") {
+		t.Errorf("acme's api_key after the CronJob: %.9s; want key version 2", ct)
+	}
+	beta, err := root.KVv2("secret").Get(ctx, "partners/beta/zerodha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if beta.VersionMetadata.Version != 1 {
+		t.Errorf("beta (no container in the CronJob) was written: version %d", beta.VersionMetadata.Version)
+	}
+}
+
+// checkKeyRotation: setup.sh created the Transit key with auto-rotation at
+// 30 days; on an existing key it turns auto-rotation back on (or brings a
+// longer period down) and keeps a shorter one; a period over 30 days is
+// refused with one line.
+func checkKeyRotation(t *testing.T, ctx context.Context, vc *api.Client, env []string) {
+	t.Helper()
+	const key = "transit/keys/credlet-partners"
+	period := func() int64 {
+		t.Helper()
+		s, err := vc.Logical().Read(key)
+		if err != nil || s == nil {
+			t.Fatalf("read %s: %v", key, err)
+		}
+		n, err := s.Data["auto_rotate_period"].(json.Number).Int64()
+		if err != nil {
+			t.Fatalf("auto_rotate_period %v: %v", s.Data["auto_rotate_period"], err)
+		}
+		return n
+	}
+	run := func(extra ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "manifests/vault/setup.sh"))
+		cmd.Env = append(append([]string{}, env...), extra...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	setPeriod := func(p string) {
+		t.Helper()
+		if _, err := vc.Logical().Write(key+"/config", map[string]any{"auto_rotate_period": p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := period(); got != 30*24*3600 {
+		t.Fatalf("auto_rotate_period after setup.sh = %ds; want %ds (30 days)", got, 30*24*3600)
+	}
+	for _, tc := range []struct {
+		name  string
+		set   string
+		want  int64
+		wants string
+	}{
+		{"auto-rotation turned off", "0", 30 * 24 * 3600, "set auto_rotate_period=720h"},
+		{"longer than 30 days", "1000h", 30 * 24 * 3600, "set auto_rotate_period=720h"},
+		{"an operator's shorter period is kept", "168h", 168 * 3600, "rotates every 604800s already"},
+	} {
+		setPeriod(tc.set)
+		out, err := run()
+		if err != nil || !strings.Contains(out, tc.wants) {
+			t.Fatalf("%s: setup.sh: %v\n%s", tc.name, err, out)
+		}
+		if got := period(); got != tc.want {
+			t.Errorf("%s: auto_rotate_period = %ds; want %ds", tc.name, got, tc.want)
+		}
+	}
+	setPeriod("720h")
+	out, err := run("TRANSIT_ROTATE_PERIOD=721h")
+	if err == nil || !strings.Contains(out, `TRANSIT_ROTATE_PERIOD "721h": allowed whole hours from 1h to 720h`) {
+		t.Fatalf("TRANSIT_ROTATE_PERIOD=721h: %v %s", err, out)
+	}
+	if strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Errorf("a bad TRANSIT_ROTATE_PERIOD printed more than one line:\n%s", out)
+	}
 }
 
 // checkPartnerAccess: tok reads and decrypts own's credentials (the

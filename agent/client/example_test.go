@@ -28,6 +28,12 @@ func Example() {
 	_ = apiKey      // log.Print(cred) would print [REDACTED] for the values
 	log.Print(cred) // credential zerodha v3 fields [access_token api_key api_secret] values [REDACTED]
 
+	// During a key overlap the broker may still expect the old key: the
+	// agent keeps the version before the current one after a rotation.
+	if old, err := c.GetPrevious(ctx, "zerodha"); err == nil {
+		log.Printf("falling back to version %d", old.Version)
+	}
+
 	// Each new version, within milliseconds of its commit, until ctx ends
 	// or an error that retrying cannot cure (then the loop ends too).
 	onError := client.OnError(func(err error) {

@@ -15,9 +15,10 @@ import (
 // Flags may come before or after the command and its arguments.
 func credsCommand(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var (
-		cfg           creds.Config
-		inv           creds.Invocation
-		transitFields string
+		cfg                                      creds.Config
+		inv                                      creds.Invocation
+		transitFields                            string
+		authMethod, role, authMount, saTokenFile string
 	)
 	fs := flag.NewFlagSet("creds", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -27,11 +28,19 @@ func credsCommand(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	fs.StringVar(&cfg.Vault.CACert, "vault-ca-cert", osGetenv("VAULT_CACERT"), "PEM bundle to trust for Vault")
 	fs.StringVar(&cfg.Vault.TokenFile, "vault-token-file", "", "file holding the Vault token (else VAULT_TOKEN or ~/.vault-token)")
 	fs.StringVar(&cfg.Vault.TransitMount, "transit-mount", "transit", "where Transit is mounted")
+	fs.StringVar(&authMethod, "auth", "token", "token, or kubernetes (log in with --role and the service-account token in --token-file)")
+	fs.StringVar(&role, "role", "", "--auth kubernetes: the Vault role")
+	fs.StringVar(&authMount, "auth-mount", "kubernetes", "--auth kubernetes: the auth mount path")
+	fs.StringVar(&saTokenFile, "token-file", creds.DefaultSATokenFile, "--auth kubernetes: the projected service-account token (audience vault)")
 	fs.IntVar(&inv.Write.CAS, "cas", 0, "put: check-and-set version (0: create)")
 	fs.BoolVar(&inv.Write.Replace, "replace", false, "rotate: drop the fields not given")
 	fs.StringVar(&inv.Write.TransitKey, "transit", "", "encrypt the values with this Transit key")
 	fs.StringVar(&inv.Write.Context, "context", "", "derived-key context for --transit (the partner)")
 	fs.StringVar(&transitFields, "transit-fields", "", "encrypt only these fields (comma list)")
+	fs.BoolVar(&inv.DryRun, "dry-run", false, "rewrap, apply, rollback --journal: check and say what would be done; write nothing")
+	fs.StringVar(&inv.Journal, "journal", "", "apply: JSON-lines journal to create; rollback: the journal to undo")
+	fs.DurationVar(&inv.MaxAge, "max-age", 0, "keys: the oldest the key's latest version may be (default 720h)")
+	fs.StringVar(&inv.ExpiresAt, "expires-at", "", "put, rotate: when the credential expires (RFC 3339), or none")
 
 	flagArgs, pos, err := splitInterleaved(fs, args)
 	if err != nil {
@@ -64,6 +73,9 @@ func credsCommand(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		return errHelp
 	}
 	inv.Command, inv.Args = pos[0], pos[1:]
+	if cfg.Vault.Login, err = creds.CheckLogin(authMethod, role, authMount, saTokenFile); err != nil {
+		return credsError(err)
+	}
 	b, err := creds.Open(cfg)
 	if err != nil {
 		return credsError(err)

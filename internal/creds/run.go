@@ -11,23 +11,37 @@ import (
 )
 
 // Commands lists the subcommands, for usage messages.
-var Commands = []string{"put", "rotate", "revoke", "list", "history", "rollback"}
+var Commands = []string{"put", "rotate", "revoke", "list", "history", "rollback", "rewrap", "keys", "apply"}
 
 // Usage is the command's help text.
 const Usage = `usage: credlet-agent creds COMMAND [flags] ARGS
 
-  put PATH FIELD=@FILE|FIELD=-|FIELD=VALUE... [--cas N] [--transit KEY [--context CTX] [--transit-fields a,b]]
+  put PATH FIELD=@FILE|FIELD=-|FIELD=VALUE... [--cas N] [--transit KEY [--context CTX] [--transit-fields a,b]] [--expires-at TIME]
         create a credential set (or write on top of version N with --cas N)
-  rotate PATH FIELD=@FILE|FIELD=-... [--replace] [--transit KEY [--context CTX]]
+  rotate PATH FIELD=@FILE|FIELD=-... [--replace] [--transit KEY [--context CTX]] [--expires-at TIME|none]
         write a new version on top of the current one (check-and-set); other fields are kept unless --replace
   revoke PATH            soft-delete the current version
   list PREFIX            list sets and folders under PREFIX (e.g. secret/partners)
   history PATH           versions with their times (never values)
   rollback PATH VERSION  re-publish an old version as the newest
+  rollback --journal FILE [--dry-run]
+        undo an apply: restore every path of its journal to its data before, refusing paths written since
+  rewrap PREFIX --transit KEY [--context CTX] [--dry-run]
+        rewrap every set at or under PREFIX whose ciphertext is below the key's latest version (Transit rewrap,
+        batched; written with check-and-set); sets already current are left alone
+  keys KEY [--max-age 720h]
+        a Transit key's latest version and age, min_decryption_version and auto_rotate_period; exit 1 when the
+        latest version is older than --max-age, or auto-rotation is off or longer
+  apply PLAN [--dry-run] [--journal FILE]
+        a bulk rotation from a YAML plan (values only from @files): validate every entry, then write all or
+        nothing (a failure part-way rolls back what was written); --journal records each write (never a value)
 
 PATH is MOUNT/PATH as in --credential, e.g. secret/partners/acme/zerodha.
 FIELD=@FILE reads the value from a file, FIELD=- from stdin (one trailing newline is dropped);
 FIELD=VALUE works but leaves the value in shell history.
+--expires-at TIME (RFC 3339) stores when the credential expires (an OAuth or session token) in the set's
+KV v2 custom metadata expires_at; agents serve it and alert before it passes. A set that carries one needs
+--expires-at on every put or rotate (none removes it).
 
 flags (anywhere on the line; each also reads CREDLET_<FLAG>):
   --source vault|file:PATH   where the sets live (default vault)
@@ -35,6 +49,12 @@ flags (anywhere on the line; each also reads CREDLET_<FLAG>):
   --vault-addr URL           Vault address (default $VAULT_ADDR); token from --vault-token-file, VAULT_TOKEN or ~/.vault-token
   --vault-ca-cert FILE       PEM bundle to trust for Vault
   --transit-mount PATH       where Transit is mounted (default transit)
+  --auth token|kubernetes    how to get a Vault token (default token); kubernetes logs in with --role and
+                             the service-account token in --token-file (--auth-mount, default kubernetes)
+  --dry-run                  rewrap, apply, rollback --journal: check and say what would be done, write nothing
+  --journal FILE             apply: the JSON-lines journal to create; rollback: the journal to undo
+  --max-age D                keys: the oldest the key's latest version may be (default 720h)
+  --expires-at TIME|none     put, rotate: when the credential expires (RFC 3339), stored as custom metadata
 `
 
 // Config selects and configures the backend.
@@ -61,6 +81,12 @@ type Invocation struct {
 	Args    []string // positional arguments after the command
 	Write   WriteOptions
 	CASSet  bool // --cas was given
+
+	DryRun    bool          // rewrap, apply, rollback --journal
+	Journal   string        // apply, rollback --journal
+	MaxAge    time.Duration // keys
+	ExpiresAt string        // put, rotate: RFC 3339 or "none"; "" when not given
+	Now       func() time.Time
 }
 
 // Run executes inv against b. Results go to stdout, warnings to stderr;
@@ -68,6 +94,12 @@ type Invocation struct {
 func Run(ctx context.Context, b Backend, inv Invocation, stdin io.Reader, stdout, stderr io.Writer) error {
 	if inv.CASSet && inv.Command != "put" {
 		return usage("--cas applies to put (rotate and rollback check-and-set on the version they read)")
+	}
+	if err := checkCommandFlags(inv); err != nil {
+		return err
+	}
+	if inv.Now == nil {
+		inv.Now = time.Now
 	}
 	cmd, ok := commandTable[inv.Command]
 	if !ok {
@@ -102,6 +134,9 @@ var commandTable = map[string]func(context.Context, *call) error{
 	"rollback": runRollback,
 	"history":  runHistory,
 	"list":     runList,
+	"rewrap":   runRewrap,
+	"keys":     runKeys,
+	"apply":    runApply,
 }
 
 func runWrite(ctx context.Context, c *call) error {
@@ -112,19 +147,22 @@ func runWrite(ctx context.Context, c *call) error {
 	if cmd == "put" && c.inv.Write.CAS < 0 {
 		return usage(fmt.Sprintf("--cas %d: want 0 (create) or the current version", c.inv.Write.CAS))
 	}
+	exp, err := expiryFor(ctx, c.b, c.inv, a[0], c.inv.Now)
+	if err != nil {
+		return err
+	}
 	fields, err := ParseAssignments(a[1:], c.stdin, c.stderr)
 	if err != nil {
 		return err
 	}
-	write := Rotate
-	if cmd == "put" {
-		write = Put
-	}
-	res, err := write(ctx, c.b, a[0], fields, c.inv.Write)
+	res, err := writeWithExpiry(ctx, c.b, c.inv, a[0], fields, exp)
 	if err != nil {
 		return err
 	}
 	printWrite(c.stdout, cmd, c.b, res)
+	if exp != nil {
+		fmt.Fprintf(c.stdout, "expires_at %s (custom metadata of %s)\n", formatExpiry(*exp), res.Path)
+	}
 	return nil
 }
 
@@ -143,6 +181,12 @@ func runRevoke(ctx context.Context, c *call) error {
 
 func runRollback(ctx context.Context, c *call) error {
 	a := c.args
+	if c.inv.Journal != "" {
+		if len(a) != 0 {
+			return usage("usage: credlet-agent creds rollback --journal FILE [--dry-run] (no PATH or VERSION with --journal)")
+		}
+		return RollbackJournal(ctx, c.b, c.inv.Journal, c.inv.DryRun, c.inv.Now, c.stdout)
+	}
 	if len(a) != 2 {
 		return usage("usage: credlet-agent creds rollback PATH VERSION")
 	}

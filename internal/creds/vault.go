@@ -40,6 +40,9 @@ type VaultConfig struct {
 	TransitMount string
 	Timeout      time.Duration // per request (CLITimeout if zero)
 	Getenv       func(string) string
+	// Login, when set, gets the token by logging in (--auth kubernetes)
+	// instead of from TokenFile, VAULT_TOKEN or ~/.vault-token.
+	Login *LoginConfig
 }
 
 // Vault is the KV v2 + Transit backend, on the layer the agent's sources
@@ -49,6 +52,7 @@ type Vault struct {
 	transit *transit.Client
 	addr    string
 	mounts  map[string]error // preflight result per mount
+	revoke  bool             // the token came from a login: Close revokes it
 }
 
 // NewVault makes a client with a token from the config, VAULT_TOKEN or
@@ -64,9 +68,13 @@ func NewVault(cfg VaultConfig) (*Vault, error) {
 	if err := credspec.CheckVaultAddr(cfg.Addr); err != nil {
 		return nil, usage("--vault-addr: " + credspec.ProblemOf(err) + "; want http(s)://HOST:PORT")
 	}
-	token, err := VaultToken(cfg.TokenFile, getenv)
-	if err != nil {
-		return nil, err
+	var token string
+	if cfg.Login == nil {
+		t, err := VaultToken(cfg.TokenFile, getenv)
+		if err != nil {
+			return nil, err
+		}
+		token = t
 	}
 	timeout := cfg.Timeout
 	if timeout == 0 {
@@ -76,8 +84,15 @@ func NewVault(cfg VaultConfig) (*Vault, error) {
 	if err != nil {
 		return nil, usage(fmt.Sprintf("--vault-addr %s / --vault-ca-cert: %s", cfg.Addr, vault.ConfigProblem(err)))
 	}
+	b := &Vault{kv: kv.New(c), transit: transit.New(c, cfg.TransitMount), addr: cfg.Addr, mounts: map[string]error{}}
+	if cfg.Login != nil {
+		if err := b.login(*cfg.Login, timeout); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
 	c.SetToken(token)
-	return &Vault{kv: kv.New(c), transit: transit.New(c, cfg.TransitMount), addr: cfg.Addr, mounts: map[string]error{}}, nil
+	return b, nil
 }
 
 // VaultToken finds the operator's (or a dev agent's) Vault token: the file
@@ -110,8 +125,13 @@ func VaultToken(file string, getenv func(string) string) (string, error) {
 // Describe names the backend.
 func (b *Vault) Describe() string { return "Vault at " + b.addr }
 
-// Close forgets the token.
-func (b *Vault) Close() { b.kv.API.SetToken("") }
+// Close forgets the token (revoking it first when the backend logged in).
+func (b *Vault) Close() {
+	if b.revoke {
+		b.revokeLogin()
+	}
+	b.kv.API.SetToken("")
+}
 
 // split validates a MOUNT/PATH and checks once per mount that it is KV v2.
 func (b *Vault) split(ctx context.Context, path string) (mount, rest string, err error) {

@@ -39,6 +39,7 @@ type Agent struct {
 	CredentialVersion    *prometheus.GaugeVec   // name
 	CredentialAge        *prometheus.GaugeVec   // name
 	LastRotation         *prometheus.GaugeVec   // name
+	CredentialExpiry     *prometheus.GaugeVec   // name; 0 when the served version does not expire
 	Rotations            *prometheus.CounterVec // name, result
 	VaultRequestDuration *prometheus.HistogramVec
 	SocketRequests       *prometheus.CounterVec // code
@@ -72,6 +73,10 @@ func New() *Agent {
 		LastRotation: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "credlet_credential_last_rotation_timestamp_seconds", Help: "Unix time the served version was created in Vault.",
 		}, []string{"name"}),
+		CredentialExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "credlet_credential_expiry_timestamp_seconds",
+			Help: "Unix time the served version expires: the earlier of its KV v2 custom metadata expires_at and its scheduled deletion; 0 when it does not expire.",
+		}, []string{"name"}),
 		Rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credlet_rotations_total", Help: "Attempts to publish a new credential version, by result.",
 		}, []string{"name", "result"}),
@@ -97,7 +102,7 @@ func New() *Agent {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Ready, m.TokenTTL, m.TokenRenewals, m.Logins,
-		m.CredentialVersion, m.CredentialAge, m.LastRotation, m.Rotations,
+		m.CredentialVersion, m.CredentialAge, m.LastRotation, m.CredentialExpiry, m.Rotations,
 		m.VaultRequestDuration, m.SocketRequests, m.SocketDenied, m.MemoryLocked, m.RefreshInterval,
 	)
 	for _, s := range []string{ScopeProcess, ScopeBuffers, ScopeSecretmem, ScopeFiles} {
@@ -116,6 +121,7 @@ func (m *Agent) Handler() http.Handler {
 func (m *Agent) InitCredential(name string) {
 	m.CredentialVersion.WithLabelValues(name)
 	m.CredentialAge.WithLabelValues(name)
+	m.CredentialExpiry.WithLabelValues(name)
 	for _, r := range []string{RotationCommitted, RotationFetchFailed, RotationDecryptFailed, RotationInvalid, RotationVerifyFailed} {
 		m.Rotations.WithLabelValues(name, r)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"github.com/credlet/credlet/internal/testlog"
 	"io"
 	"log/slog"
@@ -100,7 +101,13 @@ func newStore(t *testing.T) *store.Store {
 
 func commit(t *testing.T, st *store.Store, name string, v int) {
 	t.Helper()
-	if err := st.Commit(name, store.Meta{Version: v}, map[string][]byte{"api_key": []byte("FAKE-api-key-123")}); err != nil {
+	commitValue(t, st, name, v, fmt.Sprintf("FAKE-api-key-%d", v))
+}
+
+// commitValue commits version v holding value.
+func commitValue(t *testing.T, st *store.Store, name string, v int, value string) {
+	t.Helper()
+	if err := st.Commit(name, store.Meta{Version: v}, map[string][]byte{"api_key": []byte(value)}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -191,6 +198,53 @@ func TestHTTPHook(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "FAKE") {
 		t.Fatalf("value in logs: %s", logs.String())
+	}
+}
+
+// TestRewrapNotAnnounced: a new version with the same values as the one
+// before (a Transit rewrap) is not news for the app; the next real change
+// is announced with its own version.
+func TestRewrapNotAnnounced(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, string(b))
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	n, err := Parse("http:"+srv.URL, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newStore(t)
+	commitValue(t, st, "acme", 1, "FAKE-one")
+	run(t, n, st)
+	commitValue(t, st, "acme", 2, "FAKE-one") // rewrapped: same plaintext
+	// Without the check, version 2 is announced within milliseconds.
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	early := append([]string(nil), got...)
+	mu.Unlock()
+	if len(early) != 0 {
+		t.Fatalf("a rewrap was announced: %q", early)
+	}
+	commitValue(t, st, "acme", 3, "FAKE-two")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0] != `{"name":"acme","version":3}` {
+		t.Fatalf("hook got %q; want one call for version 3", got)
 	}
 }
 

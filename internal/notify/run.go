@@ -27,14 +27,16 @@ type rotation struct {
 var ErrNoProcess = errors.New("no process to signal")
 
 // Run announces every new version committed to st after a set's first one,
-// until ctx ends. It returns nil on cancel.
+// until ctx ends: a version whose values differ from the one before (a
+// Transit rewrap writes the same values as a new version: nothing changed
+// for the app). It returns nil on cancel.
 func (n *Notifier) Run(ctx context.Context, st *store.Store) error {
 	sub := st.Subscribe()
 	defer sub.Close()
 	return n.RunOn(ctx, sub.Updated(), func() map[string]int {
 		out := map[string]int{}
 		for _, s := range st.Status() {
-			out[s.Name] = s.Version
+			out[s.Name] = s.ValuesVersion // a rewrap (same values) is no news
 		}
 		return out
 	})

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/credlet/credlet/internal/audit"
 	"github.com/credlet/credlet/internal/securemem"
 	"github.com/credlet/credlet/internal/store"
 )
@@ -74,7 +75,15 @@ func (s *Server) deny(req *httpRequest, p peer) response {
 }
 
 func (s *Server) get(ctx context.Context, req *httpRequest, pr request, p peer) response {
-	set, aerr := s.acquire(ctx, pr)
+	var (
+		set  *store.Set
+		aerr *apiError
+	)
+	if pr.previous {
+		set, aerr = s.acquirePrevious(pr.name)
+	} else {
+		set, aerr = s.acquire(ctx, pr)
+	}
 	if aerr != nil {
 		return s.fail(aerr)
 	}
@@ -95,9 +104,31 @@ func (s *Server) get(ctx context.Context, req *httpRequest, pr request, p peer) 
 		set.Release()
 		return r
 	}
-	s.audit.ObserveRead(p.Peer, set.Name(), set.Version())
+	if pr.previous {
+		// A fall-back to the rollback pointer is rare and worth seeing:
+		// every one is its own record, not folded into the read summary.
+		s.audit.Log(audit.Record{Event: audit.Read, Credential: set.Name(), Version: set.Version(), Peer: &p.Peer,
+			Result: "ok", Detail: "previous version"})
+	} else {
+		s.audit.ObserveRead(p.Peer, set.Name(), set.Version())
+	}
 	r.body, r.set = body, set // the set is released once the body is written
 	return r
+}
+
+// acquirePrevious returns the version before the current one (the store's
+// rollback pointer): 404 when the agent holds none, as before its first
+// rotation since it started.
+func (s *Server) acquirePrevious(name string) (*store.Set, *apiError) {
+	set, err := s.st.AcquirePrevious(name)
+	if errors.Is(err, store.ErrNotReady) {
+		return nil, &apiError{http.StatusNotFound, "not_found",
+			fmt.Sprintf("credential set %q has no previous version in this agent (one is kept once a new version replaces the first)", name)}
+	}
+	if err != nil {
+		return nil, storeError(name, err)
+	}
+	return set, nil
 }
 
 // acquire returns the set to answer with: the current version, or for a long

@@ -23,11 +23,12 @@ const credentialsPrefix = "/v1/credentials/"
 
 // request is a parsed API request.
 type request struct {
-	route   route
-	name    string        // routeGet
-	wait    bool          // long poll
-	version int           // wait=VERSION: answer once the current version differs
-	timeout time.Duration // of the long poll, capped at maxWait
+	route    route
+	name     string        // routeGet
+	previous bool          // version=previous: the rollback pointer, not the current version
+	wait     bool          // long poll
+	version  int           // wait=VERSION: answer once the current version differs
+	timeout  time.Duration // of the long poll, capped at maxWait
 }
 
 // apiError is an error answer: status, code and a one-line message.
@@ -90,6 +91,14 @@ func parseRequest(path, rawQuery string, maxWait time.Duration) (request, *apiEr
 				return r, badRequest("wait=%q: want the version you have, an integer >= 0", clip(v))
 			}
 			r.wait, r.version = true, n
+		case "version":
+			if r.previous {
+				return r, badRequest("version given twice")
+			}
+			if v != "previous" {
+				return r, badRequest("version=%q: allowed previous (the version before the current one)", clip(v))
+			}
+			r.previous = true
 		case "timeout":
 			if haveTimeout {
 				return r, badRequest("timeout given twice")
@@ -100,8 +109,11 @@ func parseRequest(path, rawQuery string, maxWait time.Duration) (request, *apiEr
 			}
 			haveTimeout, r.timeout = true, min(d, maxWait)
 		default:
-			return r, badRequest("unknown query parameter %q; allowed: wait, timeout", clip(k))
+			return r, badRequest("unknown query parameter %q; allowed: wait, timeout, version", clip(k))
 		}
+	}
+	if r.previous && r.wait {
+		return r, badRequest("version=previous cannot be combined with wait: the previous version does not change until the next rotation")
 	}
 	if haveTimeout && !r.wait {
 		return r, badRequest("timeout needs wait=VERSION")

@@ -73,6 +73,9 @@ type pipeline struct {
 	reported int    // gone version already counted and audited
 	failing  bool   // the last check failed
 	lastMsg  string // the last failure logged at warn: a repeat is logged at debug
+
+	expires   time.Time // the served version's expiry (zero: none)
+	expiryErr string    // the last malformed expires_at reported
 }
 
 func newPipeline(cred credspec.Credential, st *store.Store, o Options, backend string) *pipeline {
@@ -127,11 +130,19 @@ func (p *pipeline) Publish(ctx context.Context, f *Fetched, decrypt Decrypter, n
 		securemem.WipeFields(fields)
 		return p.fail(metrics.RotationInvalid, ver, fmt.Errorf("version %d: %w", ver, err))
 	}
-	if err := p.verify(ctx, ver, fields); err != nil {
+	// A version holding exactly the served values (a Transit rewrap wrote
+	// the same plaintext under a newer key version) changes nothing for
+	// the app: no blue/green check, and the store keeps its values version,
+	// so the app is not notified.
+	same := p.served != 0 && p.st.SameValues(p.cred.Name, fields)
+	if same {
+		p.o.Audit.Log(audit.Record{Event: audit.VerifyEvent, Credential: p.cred.Name, Version: ver, Result: "skipped",
+			Detail: fmt.Sprintf("same values as version %d", p.served)})
+	} else if err := p.verify(ctx, ver, fields); err != nil {
 		securemem.WipeFields(fields)
 		return err
 	}
-	return p.commit(f, fields, now)
+	return p.commit(f, fields, now, same)
 }
 
 // selectFields picks the fields to deliver out of a version's values: the
@@ -226,14 +237,18 @@ func (p *pipeline) verify(ctx context.Context, ver int, fields map[string][]byte
 
 // commit publishes the version and reports it: the one place the version,
 // last-rotation and rotations metrics move on success.
-func (p *pipeline) commit(f *Fetched, fields map[string][]byte, now time.Time) error {
+func (p *pipeline) commit(f *Fetched, fields map[string][]byte, now time.Time, sameValues bool) error {
 	ver := f.Version
-	sm := store.Meta{Version: ver, CreatedAt: f.CreatedAt, FetchedAt: now, ExpiresAt: f.ExpiresAt}
+	exp, expErr := expiry(f.Metadata, f.ExpiresAt)
+	sm := store.Meta{Version: ver, CreatedAt: f.CreatedAt, FetchedAt: now, ExpiresAt: exp}
 	counted := func() { // before readers can see the version
 		m := p.o.Metrics
 		m.Rotations.WithLabelValues(p.cred.Name, metrics.RotationCommitted).Inc()
 		m.CredentialVersion.WithLabelValues(p.cred.Name).Set(float64(ver))
-		m.LastRotation.WithLabelValues(p.cred.Name).Set(lastRotation(f.CreatedAt))
+		if !sameValues { // a rewrap is not a rotation of the credential
+			m.LastRotation.WithLabelValues(p.cred.Name).Set(lastRotation(f.CreatedAt))
+		}
+		p.setExpiry(exp, expErr, false)
 	}
 	if err := p.st.CommitWith(p.cred.Name, sm, fields, counted); err != nil { // wipes fields
 		p.o.Audit.Log(audit.Record{Event: audit.Commit, Credential: p.cred.Name, Version: ver, Result: "error", Detail: err.Error()})
@@ -243,7 +258,7 @@ func (p *pipeline) commit(f *Fetched, fields map[string][]byte, now time.Time) e
 	p.served, p.skip, p.skipErr = ver, 0, nil
 	p.o.Audit.Log(audit.Record{Event: audit.Commit, Credential: p.cred.Name, Version: ver, Result: "ok"})
 	p.ok()
-	p.log.Info("credential committed", "version", ver, "previous_version", prev, "created_at", f.CreatedAt)
+	p.log.Info("credential committed", "version", ver, "previous_version", prev, "created_at", f.CreatedAt, "same_values", sameValues)
 	return nil
 }
 

@@ -153,6 +153,10 @@ func (v *Vault) check(ctx context.Context) error {
 			return v.p.CheckFailed(fmt.Errorf("%s has no versions", v.cred.KVPath()))
 		}
 		if cur == v.p.Served() {
+			// The expiry lives in the metadata just read: it may move
+			// without a new version.
+			exp, expErr := expiryOf(md, cur)
+			v.p.setExpiry(exp, expErr, true)
 			v.p.Unchanged(v.o.Clock.Now())
 			return nil
 		}

@@ -24,6 +24,10 @@ type Set struct {
 	offs      []int     // names[i]'s value is buf[offs[i]:offs[i+1]]
 	buf       *securemem.Buffer
 
+	// valuesVersion is the version that introduced these values: version,
+	// unless the values equal the version before's (a Transit rewrap).
+	valuesVersion int
+
 	// rendered is the one rendering of this version readers share
 	// (Rendered): locked memory, wiped and freed with buf.
 	renderOnce sync.Once
@@ -45,7 +49,7 @@ type Meta struct {
 
 // newSet copies fields into one locked buffer and wipes the originals.
 func newSet(name string, meta Meta, fields map[string][]byte) (*Set, error) {
-	s := &Set{name: name, version: meta.Version, createdAt: meta.CreatedAt, fetchedAt: meta.FetchedAt, expiresAt: meta.ExpiresAt}
+	s := &Set{name: name, version: meta.Version, createdAt: meta.CreatedAt, fetchedAt: meta.FetchedAt, expiresAt: meta.ExpiresAt, valuesVersion: meta.Version}
 	total := 0
 	for k, v := range fields {
 		s.names = append(s.names, k)
@@ -93,6 +97,12 @@ func (s *Set) FetchedAt() time.Time { return s.fetchedAt }
 // ExpiresAt is when this version stops being valid; zero when it does not
 // expire.
 func (s *Set) ExpiresAt() time.Time { return s.expiresAt }
+
+// ValuesVersion is the version that introduced this version's values: its
+// own, unless its values equal the version before's (a Transit rewrap
+// writes a new version with the same plaintext), then that one's. What
+// tells an app "new credentials" (--notify) keys on it.
+func (s *Set) ValuesVersion() int { return s.valuesVersion }
 
 // Fields returns the field names, sorted (a copy the caller may keep).
 func (s *Set) Fields() []string { return slices.Clone(s.names) }

@@ -88,6 +88,12 @@ func (s *Store) CommitWith(name string, meta Meta, fields map[string][]byte, pre
 	if err != nil {
 		return fmt.Errorf("store: commit %q: %w", name, err)
 	}
+	if cur, err := e.acquire(&e.current); err == nil {
+		if sameValues(cur, set) {
+			set.valuesVersion = cur.valuesVersion
+		}
+		cur.Release()
+	}
 	if prepared != nil {
 		prepared()
 	}
@@ -178,6 +184,10 @@ type Status struct {
 	FetchedAt time.Time // of the served version
 	CheckedAt time.Time // last successful check against the source
 	LastError string    // last failure since then; empty when healthy
+
+	// ValuesVersion is the version that introduced the served values
+	// (Set.ValuesVersion); 0 when never committed.
+	ValuesVersion int
 }
 
 // MarkChecked records a successful check that found no new version.
@@ -206,7 +216,7 @@ func (s *Store) Status() []Status {
 		e := s.entries[name]
 		st := Status{Name: name, Optional: e.optional}
 		if set, err := e.acquire(&e.current); err == nil {
-			st.Version, st.CreatedAt, st.FetchedAt = set.version, set.createdAt, set.fetchedAt
+			st.Version, st.ValuesVersion, st.CreatedAt, st.FetchedAt = set.version, set.valuesVersion, set.createdAt, set.fetchedAt
 			set.Release()
 		}
 		e.mu.Lock()

@@ -32,7 +32,16 @@ const (
 )
 
 // ruleTestFiles are the promtool unit tests of rules.yaml.
-var ruleTestFiles = []string{"rules_test.yaml", "rotation_age_test.yaml"}
+var ruleTestFiles = []string{"rules_test.yaml", "rotation_age_test.yaml", "expiry_test.yaml", "key_maintenance_test.yaml"}
+
+// keyMaintenanceGroup holds the rules on kube-state-metrics series about the
+// CronJob in manifests/key-maintenance; every other group is on the agent's
+// own metrics.
+const (
+	keyMaintenanceGroup   = "credlet-key-maintenance"
+	keyMaintenanceCronJob = "credlet-key-maintenance"
+	keyMaintenanceDir     = "../key-maintenance"
+)
 
 func promtool(t *testing.T, args ...string) {
 	t.Helper()
@@ -157,6 +166,7 @@ type ruleGroup struct {
 }
 
 type rule struct {
+	Group       string            `json:"-"`
 	Alert       string            `json:"alert,omitempty"`
 	Record      string            `json:"record,omitempty"`
 	Expr        string            `json:"expr"`
@@ -173,7 +183,10 @@ func loadRules(t *testing.T) []rule {
 	}
 	var out []rule
 	for _, grp := range g.Groups {
-		out = append(out, grp.Rules...)
+		for _, r := range grp.Rules {
+			r.Group = grp.Name
+			out = append(out, r)
+		}
 	}
 	if len(out) == 0 {
 		t.Fatalf("%s has no rules", rulesFile)
@@ -219,6 +232,8 @@ func TestAlertsComplete(t *testing.T) {
 	for _, want := range []string{
 		"CredletRotationFailing", "CredletTokenRenewalFailing", "CredletCredentialStale",
 		"CredletCredentialRotationOverdue", "CredletAgentNotReady", "CredletSocketDenied",
+		"CredletCredentialExpiringSoon", "CredletCredentialExpired",
+		"CredletKeyMaintenanceFailed", "CredletKeyMaintenanceNotRun",
 	} {
 		if !seen[want] {
 			t.Errorf("alert %s missing from %s", want, rulesFile)
@@ -245,6 +260,9 @@ func TestMetricNamesExist(t *testing.T) {
 		}
 	}
 	for _, r := range loadRules(t) {
+		if r.Group == keyMaintenanceGroup {
+			continue // TestKeyMaintenanceRulesMatchCronJob
+		}
 		check(rulesFile+" "+r.Alert+r.Record, r.Expr)
 	}
 	shown := map[string]bool{}
@@ -370,4 +388,60 @@ func read(t *testing.T, name string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+var kubeStateMetric = regexp.MustCompile(`\bkube_[a-z_]+`)
+
+// TestKeyMaintenanceRulesMatchCronJob: the key-maintenance alerts read only
+// kube-state-metrics' Job and CronJob series, and name the CronJob that
+// manifests/key-maintenance defines (and its Jobs, named after it), so a
+// rename on either side fails here instead of silencing the page.
+func TestKeyMaintenanceRulesMatchCronJob(t *testing.T) {
+	var cj struct {
+		Kind     string `json:"kind"`
+		Metadata struct {
+			Name string `json:"name"`
+		} `json:"metadata"`
+	}
+	if err := yaml.Unmarshal(read(t, filepath.Join(keyMaintenanceDir, "cronjob.yaml")), &cj); err != nil {
+		t.Fatal(err)
+	}
+	if cj.Kind != "CronJob" || cj.Metadata.Name != keyMaintenanceCronJob {
+		t.Fatalf("cronjob.yaml: %s %q; want CronJob %q", cj.Kind, cj.Metadata.Name, keyMaintenanceCronJob)
+	}
+	known := map[string]bool{
+		"kube_job_status_start_time": true, "kube_job_status_failed": true,
+		"kube_cronjob_status_last_successful_time": true,
+	}
+	n := 0
+	for _, r := range loadRules(t) {
+		if r.Group != keyMaintenanceGroup {
+			continue
+		}
+		n++
+		if m := metricName.FindAllString(r.Expr, -1); len(m) > 0 {
+			t.Errorf("%s: uses agent metrics %v; the agent does not run in the CronJob", r.Alert, m)
+		}
+		names := kubeStateMetric.FindAllString(r.Expr, -1)
+		if len(names) == 0 {
+			t.Errorf("%s: no kube-state-metrics series in %q", r.Alert, r.Expr)
+		}
+		for _, m := range names {
+			if !known[m] {
+				t.Errorf("%s: %s is not a kube-state-metrics Job/CronJob series this test knows", r.Alert, m)
+			}
+		}
+		for _, sel := range regexp.MustCompile(`(job_name=~|cronjob=)"([^"]*)"`).FindAllStringSubmatch(r.Expr, -1) {
+			want := keyMaintenanceCronJob
+			if sel[1] == "job_name=~" {
+				want += "-[0-9]+"
+			}
+			if sel[2] != want {
+				t.Errorf("%s: selector %s%q; want %q (the CronJob in %s)", r.Alert, sel[1], sel[2], want, keyMaintenanceDir)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatalf("%s has no group %s", rulesFile, keyMaintenanceGroup)
+	}
 }

@@ -11,7 +11,9 @@
 #
 # What it does:
 #   - KV v2 at $KV_MOUNT (secret), Transit at $TRANSIT_MOUNT (transit) with
-#     the derived key $TRANSIT_KEY (credlet-partners);
+#     the derived key $TRANSIT_KEY (credlet-partners), which Vault rotates
+#     every $TRANSIT_ROTATE_PERIOD (720h = 30 days; an existing key with
+#     auto-rotation off or longer gets it too);
 #   - Kubernetes auth at $K8S_AUTH_MOUNT (kubernetes), pointed at the
 #     cluster, and the role $ROLE (credlet-partner) for the partners'
 #     namespaces, requiring audience "vault" (the injector projects such a
@@ -27,6 +29,9 @@
 #     accessor) gives a pod in namespace N
 #     $KV_MOUNT/partners/N/ only (annotate pods with credlet.io/auth: jwt);
 #   - the policy credlet-operator, for `credlet-agent creds`;
+#   - the policy credlet-key-maintenance and (with Kubernetes auth) the role
+#     $MAINT_ROLE for the CronJob in manifests/key-maintenance, which runs
+#     `creds keys` and `creds rewrap` per partner;
 #   - for each partner in APPROLE_BOTS, an AppRole credlet-bot-<partner> for
 #     bots outside Kubernetes, reading only that partner's prefix.
 #
@@ -45,7 +50,10 @@
 #                             discovery at JWT_ISSUER, which the apiserver serves to anonymous
 #                             clients once jwt-issuer-discovery.yaml is applied
 #   JWT_CA_CERT               file: CA of the discovery URL (default K8S_CA_CERT)
+#   TRANSIT_ROTATE_PERIOD     auto_rotate_period of the Transit key: whole hours, 1h to 720h (default 720h)
 #   KV_MOUNT TRANSIT_MOUNT TRANSIT_KEY K8S_AUTH_MOUNT JWT_AUTH_MOUNT APPROLE_MOUNT ROLE TOKEN_TTL TOKEN_MAX_TTL
+#   MAINT_ROLE MAINT_NAMESPACE MAINT_SERVICE_ACCOUNT   the key-maintenance CronJob's login
+#                             (default credlet-key-maintenance, credlet-system, credlet-key-maintenance)
 #   VAULT                     the vault CLI (default: vault on PATH)
 set -euo pipefail
 
@@ -61,6 +69,10 @@ APPROLE_MOUNT=${APPROLE_MOUNT:-approle}
 ROLE=${ROLE:-credlet-partner}
 TOKEN_TTL=${TOKEN_TTL:-1h}
 TOKEN_MAX_TTL=${TOKEN_MAX_TTL:-24h}
+TRANSIT_ROTATE_PERIOD=${TRANSIT_ROTATE_PERIOD:-720h}
+MAINT_ROLE=${MAINT_ROLE:-credlet-key-maintenance}
+MAINT_NAMESPACE=${MAINT_NAMESPACE:-credlet-system}
+MAINT_SERVICE_ACCOUNT=${MAINT_SERVICE_ACCOUNT:-credlet-key-maintenance}
 APPROLE_BOTS=${APPROLE_BOTS:-}
 SKIP_K8S=${SKIP_K8S:-0}
 
@@ -76,6 +88,12 @@ done
 for p in $APPROLE_BOTS; do
 	[[ " $PARTNERS " == *" $p "* ]] || die "APPROLE_BOTS names \"$p\", which is not in PARTNERS"
 done
+[[ $MAINT_NAMESPACE =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]] || die "MAINT_NAMESPACE \"$MAINT_NAMESPACE\": allowed a namespace name (lower-case letters, digits, '-')"
+[[ $MAINT_SERVICE_ACCOUNT =~ ^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$ ]] || die "MAINT_SERVICE_ACCOUNT \"$MAINT_SERVICE_ACCOUNT\": allowed a ServiceAccount name (lower-case letters, digits, '-', '.')"
+# The card asks for keys rotated at least every 30 days.
+[[ $TRANSIT_ROTATE_PERIOD =~ ^[0-9]{1,3}h$ ]] && rotate_hours=${TRANSIT_ROTATE_PERIOD%h} && ((10#$rotate_hours >= 1 && 10#$rotate_hours <= 720)) ||
+	die "TRANSIT_ROTATE_PERIOD \"$TRANSIT_ROTATE_PERIOD\": allowed whole hours from 1h to 720h (30 days), e.g. 720h"
+rotate_seconds=$((10#$rotate_hours * 3600))
 "$VAULT" token lookup >/dev/null 2>&1 || die "cannot use VAULT_TOKEN against $VAULT_ADDR (vault token lookup failed)"
 
 # render FILE [PARTNER]: a policy with its placeholders filled in.
@@ -105,9 +123,19 @@ fi
 if derived=$("$VAULT" read -field=derived "$TRANSIT_MOUNT/keys/$TRANSIT_KEY" 2>/dev/null); then
 	[[ $derived == true ]] || die "Transit key $TRANSIT_KEY exists but is not derived; pick another TRANSIT_KEY"
 	say "Transit key $TRANSIT_KEY (derived) already there"
+	# Vault reports auto_rotate_period in seconds (0: off). A shorter period
+	# an operator chose is kept; off or longer than ours is brought down.
+	period=$("$VAULT" read -field=auto_rotate_period "$TRANSIT_MOUNT/keys/$TRANSIT_KEY")
+	period=${period%s}
+	if [[ ! $period =~ ^[0-9]+$ ]] || ((period == 0 || period > rotate_seconds)); then
+		"$VAULT" write "$TRANSIT_MOUNT/keys/$TRANSIT_KEY/config" auto_rotate_period="$TRANSIT_ROTATE_PERIOD" >/dev/null
+		say "set auto_rotate_period=$TRANSIT_ROTATE_PERIOD on $TRANSIT_KEY (was ${period:-unset}s)"
+	else
+		say "Transit key $TRANSIT_KEY rotates every ${period}s already"
+	fi
 else
-	"$VAULT" write -f "$TRANSIT_MOUNT/keys/$TRANSIT_KEY" derived=true >/dev/null
-	say "created Transit key $TRANSIT_KEY with derived keys (context = partner)"
+	"$VAULT" write -f "$TRANSIT_MOUNT/keys/$TRANSIT_KEY" derived=true auto_rotate_period="$TRANSIT_ROTATE_PERIOD" >/dev/null
+	say "created Transit key $TRANSIT_KEY with derived keys (context = partner), rotated every $TRANSIT_ROTATE_PERIOD"
 fi
 
 # 2. Kubernetes auth and the partners' role.
@@ -134,6 +162,12 @@ if [[ $SKIP_K8S != 1 ]]; then
 		audience=vault token_policies=credlet-partner \
 		token_ttl="$TOKEN_TTL" token_max_ttl="$TOKEN_MAX_TTL" >/dev/null
 	say "wrote role $ROLE for namespaces: $PARTNERS (annotate pods with credlet.io/role: $ROLE)"
+	"$VAULT" write "auth/$K8S_AUTH_MOUNT/role/$MAINT_ROLE" \
+		bound_service_account_names="$MAINT_SERVICE_ACCOUNT" \
+		bound_service_account_namespaces="$MAINT_NAMESPACE" \
+		audience=vault token_policies=credlet-key-maintenance \
+		token_ttl=1h token_max_ttl=2h >/dev/null
+	say "wrote role $MAINT_ROLE for $MAINT_NAMESPACE/$MAINT_SERVICE_ACCOUNT (the key-maintenance CronJob)"
 fi
 
 # 2b. jwt auth: the same partners' role, verified without TokenReview.
@@ -181,6 +215,8 @@ fi
 # 3. The operators' policy.
 render operator | "$VAULT" policy write credlet-operator - >/dev/null
 say "wrote policy credlet-operator (for credlet-agent creds; create a token with: vault token create -policy=credlet-operator)"
+render key-maintenance | "$VAULT" policy write credlet-key-maintenance - >/dev/null
+say "wrote policy credlet-key-maintenance (creds keys and creds rewrap; no encrypt, decrypt or delete)"
 
 # 4. AppRoles for bots outside Kubernetes.
 if [[ -n $APPROLE_BOTS ]]; then

@@ -60,7 +60,7 @@ type Sink struct {
 	// and fsyncs. mu guards written only, briefly, so Versions (what
 	// /readyz asks) never waits for a write.
 	writeMu sync.Mutex
-	maps    map[string][]mapping // current files kept locked, by credential name; under writeMu
+	maps    map[string][]mapping  // current files kept locked, by credential name; under writeMu
 	current map[string]versionDir // what ..data should name, by credential name; under writeMu
 	mu      sync.Mutex
 	written map[string]onDisk // by credential name
@@ -70,8 +70,9 @@ type Sink struct {
 
 // onDisk identifies the version a set's files hold.
 type onDisk struct {
-	version   int
-	fetchedAt time.Time
+	version       int
+	valuesVersion int // the version that introduced the values (store.Set.ValuesVersion)
+	fetchedAt     time.Time
 }
 
 // New checks the options against the credentials it will write. Every
@@ -281,7 +282,7 @@ func (s *Sink) syncOne(root int, c credspec.Credential, lock bool) error {
 		return err
 	}
 	defer unix.Close(setFD)
-	d := onDisk{version: set.Version(), fetchedAt: set.FetchedAt()}
+	d := onDisk{version: set.Version(), valuesVersion: set.ValuesVersion(), fetchedAt: set.FetchedAt()}
 	s.mu.Lock()
 	w, ok := s.written[c.Name]
 	s.mu.Unlock()
@@ -316,13 +317,15 @@ func (s *Sink) syncOne(root int, c credspec.Credential, lock bool) error {
 // It has one consumer (the notifier).
 func (s *Sink) Written() <-chan struct{} { return s.wrote }
 
-// Versions returns the version on disk of every set written so far.
+// Versions returns, for every set written so far, the version that
+// introduced the values on disk (store.Set.ValuesVersion): what the notifier
+// announces, so a rewrap (same values, new version) is no news.
 func (s *Sink) Versions() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(map[string]int, len(s.written))
 	for name, d := range s.written {
-		out[name] = d.version
+		out[name] = d.valuesVersion
 	}
 	return out
 }

@@ -64,7 +64,8 @@ lint: ## go mod tidy -diff + go vet + staticcheck (pinned)
 # -race. The verbose log goes to bin/test.log; the console shows each
 # top-level test's result, so the server-backed ones are visibly there.
 .PHONY: test
-test: tools lint test-sdk
+
+test: tools cluster-tools lint test-sdk
 	@mkdir -p bin
 	@echo ">> go test $(GOTEST_FLAGS) ./...  (servers from $(TOOLS_DIR))"
 	@set +e; $(GO) test $(GOTEST_FLAGS) -v ./... > bin/test.log 2>&1; rc=$$?; set -e; \

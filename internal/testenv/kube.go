@@ -41,7 +41,16 @@ type Kube struct {
 type KubeOption func(*kubeOptions)
 
 type kubeOptions struct {
-	webhooks *envtest.WebhookInstallOptions
+	webhooks      *envtest.WebhookInstallOptions
+	apiServerArgs [][]string // name, values...
+}
+
+// WithAPIServerArg sets a kube-apiserver flag (without the leading --),
+// replacing envtest's default for it. internal/cluster uses it for what a
+// cluster with a kubelet needs (ServiceAccount admission, the kubelet's
+// address type, aggregator routing).
+func WithAPIServerArg(name string, values ...string) KubeOption {
+	return func(o *kubeOptions) { o.apiServerArgs = append(o.apiServerArgs, append([]string{name}, values...)) }
 }
 
 // WithWebhooks has envtest install these admission webhook configurations
@@ -194,6 +203,9 @@ func (k *Kube) newEnvironment(apiserverBin, etcdBin string, o *kubeOptions) (*en
 	// listens on (by default it names the host's external address, which
 	// nothing listens on here), so OIDC discovery (Vault's jwt auth) works.
 	api.Configure().Set("service-account-jwks-uri", "https://"+net.JoinHostPort("127.0.0.1", ports[2])+"/openid/v1/jwks")
+	for _, a := range o.apiServerArgs {
+		api.Configure().Set(a[0], a[1:]...)
+	}
 	if o.webhooks != nil {
 		env.WebhookInstallOptions = *o.webhooks
 	}

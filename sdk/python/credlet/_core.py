@@ -174,6 +174,29 @@ def to_health(doc: Dict[str, Any]) -> Health:
         raise CredletError(200, "bad_answer", "unreadable health from the agent: %s" % e) from None
 
 
+def configure(
+    client: Any,
+    path: Optional[str],
+    timeout: float,
+    attempts: int,
+    backoff: Tuple[float, float],
+    max_rps: Optional[float],
+    wait_timeout: float,
+) -> None:
+    """Checks a client's options and sets them on it: the one place both
+    clients (blocking and asyncio) take their settings from."""
+    check_options(timeout, attempts, backoff, max_rps)
+    if not wait_timeout >= 1:
+        raise ValueError("wait_timeout=%r: want seconds >= 1" % (wait_timeout,))
+    client.socket_path = socket_path(path)
+    client.timeout = float(timeout)
+    client.attempts = int(attempts)
+    client.backoff = (float(backoff[0]), float(backoff[1]))
+    client.max_rps = max_rps
+    client.wait_timeout = float(wait_timeout)
+    client._bucket = TokenBucket(max_rps) if max_rps is not None else None
+
+
 def check_options(timeout: float, attempts: int, backoff: Tuple[float, float], max_rps: Optional[float]) -> None:
     if not timeout > 0:
         raise ValueError("timeout=%r: want seconds > 0" % (timeout,))

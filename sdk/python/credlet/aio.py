@@ -53,16 +53,7 @@ class Client:
         *,
         wait_timeout: float = 60.0,
     ) -> None:
-        _core.check_options(timeout, attempts, backoff, max_rps)
-        if not wait_timeout >= 1:
-            raise ValueError("wait_timeout=%r: want seconds >= 1" % (wait_timeout,))
-        self.socket_path = _core.socket_path(socket_path)
-        self.timeout = float(timeout)
-        self.attempts = int(attempts)
-        self.backoff = (float(backoff[0]), float(backoff[1]))
-        self.max_rps = max_rps
-        self.wait_timeout = float(wait_timeout)
-        self._bucket = _core.TokenBucket(max_rps) if max_rps is not None else None
+        _core.configure(self, socket_path, timeout, attempts, backoff, max_rps, wait_timeout)
         self._idle: List[_Conn] = []
         self._busy: Set[_Conn] = set()
         self._closed = False

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	kusttypes "sigs.k8s.io/kustomize/api/types"
 	"strings"
 	"testing"
 
@@ -105,31 +106,9 @@ func stripComments(b []byte) []byte {
 // Kinds outside client-go's scheme, decoded strictly into local types that
 // name the fields these manifests use.
 
-type kustomization struct {
-	metav1.TypeMeta `json:",inline"`
-	Namespace       string `json:"namespace,omitempty"`
-	Labels          []struct {
-		Pairs            map[string]string `json:"pairs"`
-		IncludeSelectors bool              `json:"includeSelectors,omitempty"`
-		IncludeTemplates bool              `json:"includeTemplates,omitempty"`
-	} `json:"labels,omitempty"`
-	Resources          []string `json:"resources,omitempty"`
-	ConfigMapGenerator []struct {
-		Name     string   `json:"name"`
-		Files    []string `json:"files,omitempty"`
-		Literals []string `json:"literals,omitempty"`
-		Options  *struct {
-			Labels                map[string]string `json:"labels,omitempty"`
-			DisableNameSuffixHash bool              `json:"disableNameSuffixHash,omitempty"`
-		} `json:"options,omitempty"`
-	} `json:"configMapGenerator,omitempty"`
-	Images []struct {
-		Name    string `json:"name"`
-		NewName string `json:"newName,omitempty"`
-		NewTag  string `json:"newTag,omitempty"`
-		Digest  string `json:"digest,omitempty"`
-	} `json:"images,omitempty"`
-}
+// kustomization is kustomize's own type, so every field kustomize accepts
+// decodes and a typo still fails.
+type kustomization = kusttypes.Kustomization
 
 type issuer struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -25,6 +25,7 @@ import (
 func notAnObject(file string) bool {
 	f := filepath.ToSlash(file)
 	return f == "manifests/default/config.yaml" || // injectorconfig.Load, below
+		f == "manifests/overlays/test/config.yaml" || // injectorconfig.Load, TestOverlayConfigLoads
 		strings.HasPrefix(f, "manifests/monitoring/") // promtool test files: manifests/monitoring's tests
 }
 
@@ -82,7 +83,7 @@ func TestKustomizationsResolve(t *testing.T) {
 			}
 		}
 		for _, g := range k.ConfigMapGenerator {
-			for _, f := range g.Files {
+			for _, f := range g.FileSources {
 				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 					t.Errorf("%s: configMapGenerator %s: %v", d.file, g.Name, err)
 				}
@@ -252,7 +253,7 @@ func TestInjectorDeployment(t *testing.T) {
 	}
 	cfgVol := vol(mounted(o.ConfigFile))
 	if cfgVol.ConfigMap == nil || cfgVol.ConfigMap.Name != in.kust.ConfigMapGenerator[0].Name ||
-		path.Base(o.ConfigFile) != path.Base(in.kust.ConfigMapGenerator[0].Files[0]) {
+		path.Base(o.ConfigFile) != path.Base(in.kust.ConfigMapGenerator[0].FileSources[0]) {
 		t.Errorf("--config %s is not the generated ConfigMap's file", o.ConfigFile)
 	}
 
@@ -399,6 +400,25 @@ func TestExampleDeploymentsShape(t *testing.T) {
 		}
 		if !sas[d.Namespace+"/"+d.Spec.Template.Spec.ServiceAccountName] {
 			t.Errorf("%s: ServiceAccount %q is not defined next to it", d.Name, d.Spec.Template.Spec.ServiceAccountName)
+		}
+	}
+}
+
+// The test overlay's injector config (make cluster, test/pods) is one the
+// injector loads.
+func TestOverlayConfigLoads(t *testing.T) {
+	cfg, err := injectorconfig.Load(filepath.Join(root, "manifests/overlays/test/config.yaml"), injectorconfig.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Pods reach Vault at the node address there, and the namespaces the
+	// pod tests and the examples use are configured.
+	if cfg.Defaults.VaultAddr != "http://10.244.0.1:8200" {
+		t.Errorf("defaults.vaultAddr = %q, want the node address http://10.244.0.1:8200", cfg.Defaults.VaultAddr)
+	}
+	for _, ns := range []string{"acme", "pods"} {
+		if _, ok := cfg.Namespaces[ns]; !ok {
+			t.Errorf("namespace %s missing from the test overlay's config", ns)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -94,12 +95,15 @@ func outage(t *testing.T, v *testenv.Vault, addr string, dur time.Duration, down
 	down()
 	end := time.Now().Add(dur)
 	maxG, maxC := 0, 0
+	var samples []int // connections to Vault, every 250 ms
 	for time.Now().Before(end) {
 		if ver, f := r.served(); ver != 1 || f["api_key"] != "FAKE-before" {
 			up()
 			t.Fatalf("served version %d during the outage, want 1", ver)
 		}
-		maxG, maxC = max(maxG, runtime.NumGoroutine()), max(maxC, conns(t, port))
+		c := conns(t, port)
+		samples = append(samples, c)
+		maxG, maxC = max(maxG, runtime.NumGoroutine()), max(maxC, c)
 		time.Sleep(250 * time.Millisecond)
 	}
 	lastErr := r.lastError()
@@ -129,8 +133,16 @@ func outage(t *testing.T, v *testenv.Vault, addr string, dur time.Duration, down
 	if maxG > baseG+25 {
 		t.Errorf("goroutines grew from %d to %d during the outage", baseG, maxG)
 	}
-	if maxC > baseC+3 {
-		t.Errorf("connections to Vault grew from %d to %d during the outage", baseC, maxC)
+	// Requests that pile up hold more connections the longer the outage
+	// lasts (one per timed-out request: 13-30 here). What one poll loop
+	// and one token loop hold is at most one each, plus a connection whose
+	// close the transport has not finished when the next request opens one:
+	// on a loaded machine that overlap showed as one sample at +4. So the
+	// typical sample (the median) must stay within +3, and no sample may
+	// reach +6.
+	slices.Sort(samples)
+	if med := samples[len(samples)/2]; med > baseC+3 || maxC >= baseC+6 {
+		t.Errorf("connections to Vault grew from %d to a median of %d, max %d during the outage", baseC, med, maxC)
 	}
 	if recovered < 0 || recovered > refresh+refresh/10+time.Second {
 		t.Errorf("recovered %v after Vault returned, want within one refresh (%v)", recovered, refresh)

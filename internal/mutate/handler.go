@@ -1,12 +1,14 @@
 package mutate
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -47,7 +49,7 @@ func (h *Handler) Admit(_ context.Context, req *admissionv1.AdmissionRequest) *a
 	if err != nil {
 		return Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
 	}
-	mutated, err := Mutate(&pod, req.Namespace, h.Config)
+	plan, err := planFor(&pod, req.Namespace, h.Config)
 	switch {
 	case errors.Is(err, ErrDenied) || errors.Is(err, annotation.ErrInvalid):
 		h.Log.Info("pod denied", "namespace", req.Namespace, "pod", podName(&pod), "request_uid", string(req.UID), "reason", err.Error())
@@ -55,10 +57,10 @@ func (h *Handler) Admit(_ context.Context, req *admissionv1.AdmissionRequest) *a
 	case err != nil:
 		h.Log.Error("pod not mutated", "namespace", req.Namespace, "pod", podName(&pod), "request_uid", string(req.UID), "error", err)
 		return Errored(http.StatusInternalServerError, err)
-	case mutated == nil:
+	case plan == nil:
 		return allowed("nothing to inject")
 	}
-	p, err := patch(req.Object.Raw, &pod, mutated, len(unknown) > 0)
+	p, err := patch(req.Object.Raw, &pod, plan.edits(&pod), len(unknown) > 0)
 	if err != nil {
 		h.Log.Error("pod not mutated", "namespace", req.Namespace, "pod", podName(&pod), "request_uid", string(req.UID),
 			"error", err, "unknown_fields", fmt.Sprint(unknown))
@@ -69,26 +71,26 @@ func (h *Handler) Admit(_ context.Context, req *admissionv1.AdmissionRequest) *a
 	return patched(p)
 }
 
-// patch diffs the original and mutated pods with a JSON-patch library (the
-// parts the mutation changes, see diffPod): no path is written by hand. Normally the original is the raw object, so every
-// path exists in what the apiserver patches. When the pod carries fields
-// these Go types don't know (a newer apiserver), a diff against the raw
-// object would remove them; the diff is then taken from the typed round
-// trip, and must apply to the raw object cleanly.
-func patch(raw []byte, pod, mutated *corev1.Pod, hasUnknown bool) ([]byte, error) {
-	original := raw
-	if hasUnknown {
-		var err error
-		if original, err = json.Marshal(pod); err != nil {
-			return nil, fmt.Errorf("encode pod: %w", err)
+// patch writes the edits as a JSON patch against raw, the pod as the
+// apiserver sent it, which pod is decoded from (see edits.patch). The raw
+// pod is read again only when its typed spec is empty, to tell an absent
+// spec from an empty one. When decoding reported fields these Go types
+// don't know, or a key given twice, the patch is applied to raw before it
+// is answered, so a pod it would not fit is refused here rather than by
+// the apiserver.
+func patch(raw []byte, pod *corev1.Pod, e *edits, strictErrs bool) ([]byte, error) {
+	specInRaw := true
+	if reflect.ValueOf(&pod.Spec).Elem().IsZero() {
+		var top struct {
+			Spec json.RawMessage `json:"spec"`
 		}
+		if err := json.Unmarshal(raw, &top); err != nil {
+			return nil, fmt.Errorf("decode pod: %w", err)
+		}
+		specInRaw = len(top.Spec) > 0 && !bytes.Equal(top.Spec, []byte("null"))
 	}
-	ops, err := diffPod(original, pod, mutated)
-	if err != nil {
-		return nil, fmt.Errorf("diff pods: %w", err)
-	}
-	out, err := encodePatch(ops)
-	if err != nil || !hasUnknown {
+	out, err := e.patch(pod, specInRaw)
+	if err != nil || !strictErrs {
 		return out, err
 	}
 	p, err := jsonpatchapply.DecodePatch(out)
@@ -96,7 +98,7 @@ func patch(raw []byte, pod, mutated *corev1.Pod, hasUnknown bool) ([]byte, error
 		_, err = p.Apply(raw)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("the pod has fields this injector's API version does not know, and the patch would not keep them (upgrade credlet-injector): %w", err)
+		return nil, fmt.Errorf("the pod has fields this injector's API version does not know, and the patch would not apply to it (upgrade credlet-injector): %w", err)
 	}
 	return out, nil
 }

@@ -1,8 +1,6 @@
 package mutate
 
 import (
-	"slices"
-
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/credlet/credlet/internal/annotation"
@@ -14,6 +12,18 @@ import (
 // reinvocation, or a pod re-created from an injected one). The error wraps
 // ErrDenied or annotation.ErrInvalid when the pod must be refused.
 func Mutate(pod *corev1.Pod, namespace string, cfg *injectorconfig.Config) (*corev1.Pod, error) {
+	plan, err := planFor(pod, namespace, cfg)
+	if plan == nil || err != nil {
+		return nil, err
+	}
+	out := pod.DeepCopy()
+	plan.Apply(out)
+	return out, nil
+}
+
+// planFor is Mutate's decision without the copy: the checked plan, or nil
+// when there is nothing to do, or the reason to refuse the pod.
+func planFor(pod *corev1.Pod, namespace string, cfg *injectorconfig.Config) (*Plan, error) {
 	if pod.Labels[annotation.InjectLabel] != "true" {
 		return nil, nil
 	}
@@ -30,46 +40,13 @@ func Mutate(pod *corev1.Pod, namespace string, cfg *injectorconfig.Config) (*cor
 	if err := plan.checkTargets(pod); err != nil {
 		return nil, err
 	}
-	out := pod.DeepCopy()
-	plan.Apply(out)
-	return out, nil
+	return plan, nil
 }
 
 // Apply adds the agent, volumes, mounts, env and the status annotation to
 // pod in place. NewPlan has checked that nothing clashes.
 func (p *Plan) Apply(pod *corev1.Pod) {
-	switch p.Sidecar {
-	case annotation.SidecarClassic:
-		if p.Spec.Delivery.Files {
-			// The init container fills the files before the app starts.
-			// With the socket alone there is nothing to fill: the app's
-			// client waits on the sidecar's not_ready answer instead.
-			pod.Spec.InitContainers = slices.Insert(pod.Spec.InitContainers, 0, p.agentContainer(AgentInitName, true))
-		}
-		pod.Spec.Containers = append(pod.Spec.Containers, p.agentContainer(AgentName, false))
-	default:
-		pod.Spec.InitContainers = slices.Insert(pod.Spec.InitContainers, 0, p.agentContainer(AgentName, false))
-	}
-	pod.Spec.Volumes = append(pod.Spec.Volumes, p.volumes()...)
-	if p.Spec.Auth != annotation.AuthAppRole && pod.Spec.ServiceAccountName == "" {
-		// A projected token needs a named ServiceAccount. The ServiceAccount
-		// admission plugin names "default" before webhooks run; where it is
-		// off, the injector does the same.
-		pod.Spec.ServiceAccountName = "default"
-	}
-	for _, t := range p.Targets {
-		c := p.container(pod, t)
-		c.VolumeMounts = append(c.VolumeMounts, p.appMounts()...)
-		for _, e := range p.appEnv() {
-			if !slices.ContainsFunc(c.Env, func(have corev1.EnvVar) bool { return have.Name == e.Name }) {
-				c.Env = append(c.Env, e)
-			}
-		}
-	}
-	if pod.Annotations == nil {
-		pod.Annotations = map[string]string{}
-	}
-	pod.Annotations[annotation.KeyStatus] = annotation.StatusInjected
+	p.edits(pod).apply(pod)
 }
 
 func hasAgent(pod *corev1.Pod) bool {

@@ -3,7 +3,6 @@ package annotation
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,8 +20,6 @@ import (
 var errBad = errors.New("not allowed")
 
 var (
-	roleRE      = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._@-]{0,127}$`)
-	mountRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$`)
 	logLevels   = []string{"debug", "info", "warn", "error"}
 	minCPU      = resource.MustParse("1m")
 	maxCPU      = resource.MustParse("4")
@@ -33,6 +30,23 @@ var (
 	maxIDValue  = int64(1<<31 - 1)
 	maxListSize = 64
 )
+
+// roleOK: a letter, digit or '_', then letters, digits, '.', '_', '@', '-';
+// 1-128 bytes (the regexp ^[A-Za-z0-9_][A-Za-z0-9._@-]{0,127}$, written
+// out; TestRoleAndMountMatchRegexps).
+func roleOK(v string) bool { return credspec.Token(v, 128, "._@-") }
+
+// mountOK: segments joined by '/', each a letter, digit or '_' followed by
+// letters, digits, '.', '_', '-' (the regexp
+// ^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$, written out).
+func mountOK(v string) bool {
+	for seg := range strings.SplitSeq(v, "/") {
+		if !credspec.Token(seg, 0, "._-") {
+			return false
+		}
+	}
+	return true
+}
 
 // credspecProblem strips credspec's sentinel prefix: the denial already
 // names the key.
@@ -86,7 +100,7 @@ func parseAuth(p *state, _, v string) error {
 }
 
 func parseRole(p *state, _, v string) error {
-	if !roleRE.MatchString(v) {
+	if !roleOK(v) {
 		return errBad
 	}
 	p.spec.Role = v
@@ -94,7 +108,7 @@ func parseRole(p *state, _, v string) error {
 }
 
 func parseAuthMount(p *state, _, v string) error {
-	if len(v) > 128 || !mountRE.MatchString(v) || slices.Contains(strings.Split(v, "/"), "..") {
+	if len(v) > 128 || !mountOK(v) || slices.Contains(strings.Split(v, "/"), "..") {
 		return errBad
 	}
 	p.spec.AuthMount = v

@@ -181,3 +181,53 @@ func TestCheckVaultAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenMatchesRegexp checks the hand-written token checks against the
+// regexps they replace, on edge cases and on random strings over an
+// alphabet that hits every branch.
+func TestTokenMatchesRegexp(t *testing.T) {
+	checks := []struct {
+		name    string
+		re      *regexp.Regexp
+		checkFn func(string) bool
+	}{
+		{"KV path segment", regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`), segmentOK},
+		{"Transit key", regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`), keyOK},
+		{"field", regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`), fieldOK},
+		{"role (annotation)", regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._@-]{0,127}$`), func(s string) bool { return Token(s, 128, "._@-") }},
+	}
+	cases := []string{"", "a", "Z", "0", "_", ".", "-", "@", "a.", "a-", "a_", "a@", ".a", "-a", "@a", "a b", "a/b", "a\n", "é", "aé",
+		"a\x00", strings.Repeat("a", 128), strings.Repeat("a", 129), strings.Repeat("a", 300), "a" + strings.Repeat(".", 127), "a" + strings.Repeat("-", 128)}
+	rng := rand.New(rand.NewPCG(3, 4))
+	// Mostly bytes some check allows, so that many strings are accepted.
+	const allowed, other = "azAZ09_.-@", "/ \x00é~"
+	for range 20000 {
+		b := make([]byte, rng.IntN(140))
+		if rng.IntN(4) == 0 {
+			b = make([]byte, rng.IntN(6))
+		}
+		for i := range b {
+			if rng.IntN(200) == 0 {
+				b[i] = other[rng.IntN(len(other))]
+			} else {
+				b[i] = allowed[rng.IntN(len(allowed))]
+			}
+		}
+		cases = append(cases, string(b))
+	}
+	for _, c := range checks {
+		accepted := 0
+		for _, s := range cases {
+			got, want := c.checkFn(s), c.re.MatchString(s)
+			if got != want {
+				t.Fatalf("%s %q: accepted=%v, the regexp says %v", c.name, s, got, want)
+			}
+			if got {
+				accepted++
+			}
+		}
+		if accepted < len(cases)/10 || accepted > len(cases)*9/10 {
+			t.Errorf("%s: %d of %d cases accepted: the cases do not exercise both answers", c.name, accepted, len(cases))
+		}
+	}
+}

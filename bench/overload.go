@@ -141,7 +141,7 @@ func (b *bench) benchOverload(ctx context.Context, fe *fleetEnv, n int, refresh,
 		return res, fmt.Errorf("after the quota was lifted: %w", waitErr)
 	}
 	if res.limited == 0 {
-		return res, fmt.Errorf("Vault refused no request: the quota did not apply")
+		return res, fmt.Errorf("the quota did not apply: Vault refused no request")
 	}
 	return res, nil
 }

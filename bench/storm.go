@@ -86,6 +86,8 @@ func (b *bench) loginStorm(ctx context.Context, fe *fleetEnv, method string, n i
 		exe, args := withoutIPCLock(true, b.o.agentBin, m.args)
 		p, err := startProc(fmt.Sprintf("credlet-agent (storm %s %d)", method, i), filepath.Join(m.dir, "agent.log"), cleanEnv(), exe, args...)
 		if err != nil {
+			stopPoll()
+			wg.Wait()
 			return res, err
 		}
 		procs = append(procs, p)

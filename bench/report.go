@@ -25,9 +25,9 @@ type row struct {
 
 // report collects rows and failures; nothing in it is a secret.
 type report struct {
-	machine string
-	started time.Time
-	took    time.Duration
+	machine  string
+	started  time.Time
+	took     time.Duration
 	rows     []row
 	sections []section // tables of their own (the fleet phase), after the main one
 	errs     []string

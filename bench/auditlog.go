@@ -23,6 +23,7 @@ type auditEvent struct {
 	op       string
 	granted  time.Duration // login or renew response: the TTL granted
 	failed   bool
+	errMsg   string // Vault's error, when failed
 	id       string // request id, the same on a request's two lines
 	size     int    // bytes of the line, its newline included
 }
@@ -85,7 +86,7 @@ func parseAudit(r io.Reader) ([]auditEvent, error) {
 			return nil, fmt.Errorf("audit log line %d: time %q: %w", line, l.Time, err)
 		}
 		ev := auditEvent{t: t, response: l.Type == "response", path: l.Request.Path, op: l.Request.Operation,
-			failed: l.Error != "", id: l.Request.ID, size: len(sc.Bytes()) + 1}
+			failed: l.Error != "", errMsg: l.Error, id: l.Request.ID, size: len(sc.Bytes()) + 1}
 		if l.Auth != nil {
 			ev.role = l.Auth.roleName()
 		}

@@ -81,11 +81,11 @@ func TestLoginLatencies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lat, failed := loginLatencies(evs, "auth/kubernetes/login")
-	if len(lat) != 2 || lat[0] != 30*time.Millisecond || lat[1] != 50*time.Millisecond || failed != 1 {
-		t.Errorf("kubernetes logins = %v, failed %d; want [30ms 50ms] (sorted), 1 failed", lat, failed)
+	lat, failed, most := loginLatencies(evs, "auth/kubernetes/login")
+	if len(lat) != 2 || lat[0] != 30*time.Millisecond || lat[1] != 50*time.Millisecond || failed != 1 || most != `"permission denied" ×1` {
+		t.Errorf("kubernetes logins = %v, failed %d (%s); want [30ms 50ms] (sorted), 1 failed: permission denied", lat, failed, most)
 	}
-	if lat, _ := loginLatencies(evs, "auth/jwt/login"); len(lat) != 1 || lat[0] != 5*time.Millisecond {
+	if lat, _, most := loginLatencies(evs, "auth/jwt/login"); len(lat) != 1 || lat[0] != 5*time.Millisecond || most != "" {
 		t.Errorf("jwt logins = %v, want [5ms]", lat)
 	}
 	if evs[3].role != "credlet-partner" || evs[3].granted != time.Hour || evs[6].role != "credlet-partner" {

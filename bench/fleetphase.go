@@ -135,7 +135,10 @@ func (b *bench) stormSection() {
 	s := section{title: fmt.Sprintf("Fleet: login storm (%d agents at once)", b.o.stormAgents),
 		header: []string{"auth", "agents", "all ready", "ready p50 / p99 / max", "Vault login p50 / p99 / max (audit)", "TokenReviews served", "Vault CPU", "notes"}}
 	for _, r := range f.storms {
-		note := fmt.Sprintf("all %d exec'd within %s; login errors %d", r.n, fmtDurMD(r.spawn), r.loginErr)
+		note := fmt.Sprintf("all %d exec'd within %s; logins Vault answered with an error: %d", r.n, fmtDurMD(r.spawn), r.loginErr)
+		if r.errMost != "" {
+			note += ", most often " + r.errMost
+		}
 		if r.notReady > 0 {
 			note += fmt.Sprintf("; FAILED: %d not ready", r.notReady)
 		}

@@ -22,9 +22,11 @@ type stormResult struct {
 	notReady int
 	logins   []time.Duration // Vault's own login latency (audit: request line → response line), sorted
 	loginErr int             // login responses carrying an error
-	reviews  float64         // TokenReview requests the apiserver served during the storm
-	cpu      float64         // Vault CPU seconds, storm start → all ready
-	wall     time.Duration   // storm start → the last agent ready
+	errMost  string          // the most frequent of those errors, and how often
+
+	reviews float64       // TokenReview requests the apiserver served during the storm
+	cpu     float64       // Vault CPU seconds, storm start → all ready
+	wall    time.Duration // storm start → the last agent ready
 }
 
 // stormPoll is how often each agent's /v1/health is asked while not ready.
@@ -125,7 +127,7 @@ func (b *bench) loginStorm(ctx context.Context, fe *fleetEnv, method string, n i
 	if err != nil {
 		return res, err
 	}
-	res.logins, res.loginErr = loginLatencies(evs, "auth/"+method+"/login")
+	res.logins, res.loginErr, res.errMost = loginLatencies(evs, "auth/"+method+"/login")
 	if res.notReady > 0 {
 		return res, fmt.Errorf("%d of %d agents (%s) not ready after %s; first: %s", res.notReady, n, method, timeout, firstBad.logTail(300))
 	}
@@ -167,9 +169,11 @@ func stopProcs(ps []*proc) {
 
 // loginLatencies pairs the request and response lines of each login at
 // path by request id: Vault's own time for the login (for Kubernetes auth,
-// the TokenReview round trip included). It also counts failed logins.
-func loginLatencies(evs []auditEvent, path string) (lat []time.Duration, failed int) {
+// the TokenReview round trip included). It also counts failed logins and
+// names the most frequent error.
+func loginLatencies(evs []auditEvent, path string) (lat []time.Duration, failed int, most string) {
 	sent := map[string]time.Time{}
+	errs := map[string]int{}
 	for _, e := range evs {
 		if e.path != path || e.id == "" {
 			continue
@@ -180,11 +184,21 @@ func loginLatencies(evs []auditEvent, path string) (lat []time.Duration, failed 
 		}
 		if e.failed {
 			failed++
+			errs[e.errMsg]++
 		}
 		if t, ok := sent[e.id]; ok {
 			lat = append(lat, e.t.Sub(t))
 		}
 	}
 	slices.Sort(lat)
-	return lat, failed
+	n := 0
+	for msg, c := range errs {
+		if c > n || (c == n && msg < most) {
+			most, n = msg, c
+		}
+	}
+	if n > 0 {
+		most = fmt.Sprintf("%q ×%d", oneLine(errors.New(most)), n)
+	}
+	return lat, failed, most
 }

@@ -396,7 +396,7 @@ func (b *bench) panels() []panel {
 		for i, s := range b.fleet.storms {
 			ss = append(ss, series{s.method + " auth", s.ready, []color.RGBA{credletBlue, credletTeal}[i%2]})
 		}
-		ps = append(ps, panel{title: fmt.Sprintf("Login storm: %d agents at once, start → ready (CDF)", b.o.stormAgents), series: ss})
+		ps = append(ps, panel{title: fmt.Sprintf("Login storm: %d agents at once, start to ready (CDF)", b.o.stormAgents), series: ss})
 	}
 	return ps
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -22,7 +23,7 @@ type stormResult struct {
 	notReady int
 	logins   []time.Duration // Vault's own login latency (audit: request line → response line), sorted
 	loginErr int             // login responses carrying an error
-	errMost  string          // the most frequent of those errors, and how often
+	errMost  string          // the two most frequent of those errors, and how often
 
 	reviews float64       // TokenReview requests the apiserver served during the storm
 	cpu     float64       // Vault CPU seconds, storm start → all ready
@@ -170,7 +171,7 @@ func stopProcs(ps []*proc) {
 // loginLatencies pairs the request and response lines of each login at
 // path by request id: Vault's own time for the login (for Kubernetes auth,
 // the TokenReview round trip included). It also counts failed logins and
-// names the most frequent error.
+// names the two most frequent errors.
 func loginLatencies(evs []auditEvent, path string) (lat []time.Duration, failed int, most string) {
 	sent := map[string]time.Time{}
 	errs := map[string]int{}
@@ -191,14 +192,24 @@ func loginLatencies(evs []auditEvent, path string) (lat []time.Duration, failed 
 		}
 	}
 	slices.Sort(lat)
-	n := 0
-	for msg, c := range errs {
-		if c > n || (c == n && msg < most) {
-			most, n = msg, c
+	type count struct {
+		msg string
+		n   int
+	}
+	var counts []count
+	for msg, n := range errs {
+		counts = append(counts, count{msg, n})
+	}
+	slices.SortFunc(counts, func(a, b count) int {
+		if a.n != b.n {
+			return b.n - a.n
 		}
+		return strings.Compare(a.msg, b.msg)
+	})
+	var top []string
+	for _, c := range counts[:min(2, len(counts))] {
+		top = append(top, fmt.Sprintf("%q ×%d", oneLine(errors.New(c.msg)), c.n))
 	}
-	if n > 0 {
-		most = fmt.Sprintf("%q ×%d", oneLine(errors.New(most)), n)
-	}
+	most = strings.Join(top, ", ")
 	return lat, failed, most
 }

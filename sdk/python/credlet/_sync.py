@@ -111,14 +111,19 @@ class Client:
         raise Unavailable (code ``closed``)."""
         self._closed.set()
         with self._lock:
-            conns = self._idle + list(self._busy)
+            busy = set(self._busy)
+            conns = self._idle + list(busy)
             self._idle.clear()
         for c in conns:
-            if c.sock is not None:
-                try:
-                    c.sock.shutdown(socket.SHUT_RDWR)  # wakes a thread parked in a long poll
-                except OSError:
-                    pass
+            if c in busy:
+                # Another thread is reading it: shut the socket down to wake
+                # that thread (it sees end of file) and let it close it.
+                if c.sock is not None:
+                    try:
+                        c.sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                continue
             c.close()
 
     def __enter__(self) -> "Client":
@@ -175,6 +180,11 @@ class Client:
                 raise Unavailable(0, "unavailable", "%s: %s" % (self.socket_path, _describe(e))) from None
             except BaseException:
                 self._drop(conn)
+                if self._closed.is_set():
+                    # close() from another thread tore the connection down
+                    # under this read (http.client then fails in ways other
+                    # than OSError, e.g. ValueError on the closed file).
+                    raise Unavailable(0, "closed", "client closed") from None
                 raise
             if resp.will_close:
                 self._drop(conn)

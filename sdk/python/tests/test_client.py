@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import random
 import threading
 import time
 import unittest
@@ -257,10 +258,33 @@ class Watch(unittest.TestCase):
 
             c.close()
             self.assertTrue(done.wait(5), "watch did not end on close()")
-        self.assertTrue(got.empty())
+        self.assertTrue(got.empty(), "the watch put more after close(): %r" % list(got.queue))
         text = "\n".join(logs.output)
         self.assertIn("retrying", text, "the restart should have been logged")
         self.assertNotIn("FAKE", text)
+
+    def test_close_ends_a_watch_quietly(self) -> None:
+        # close() from another thread at any point of a long poll ends the
+        # watch without an exception, whatever http.client was doing.
+        rng = random.Random(7)
+        for i in range(40):
+            c = fast(wait_timeout=2)
+            got: "queue.Queue" = queue.Queue()
+
+            def run() -> None:
+                try:
+                    for cred in c.watch("exchange"):
+                        got.put(cred)
+                except BaseException as e:  # noqa: BLE001 - handed to the test thread
+                    got.put(e)
+                got.put(None)
+
+            threading.Thread(target=run, daemon=True).start()
+            self.assertIsInstance(got.get(timeout=10), credlet.Credential)
+            time.sleep(rng.uniform(0, 0.02))
+            c.close()
+            end = got.get(timeout=5)
+            self.assertIsNone(end, "round %d: the watch ended with %r" % (i, end))
 
     def test_permanent_errors_are_raised(self) -> None:
         with fast() as c:

@@ -133,7 +133,7 @@ func (b *bench) fleetSections() {
 func (b *bench) stormSection() {
 	f := b.fleet
 	s := section{title: fmt.Sprintf("Fleet: login storm (%d agents at once)", b.o.stormAgents),
-		header: []string{"auth", "agents", "all ready", "ready p50 / p99 / max", "Vault login p50 / p99 / max (audit)", "TokenReviews served", "Vault CPU", "notes"}}
+		header: []string{"auth", "agents", "all ready", "ready p50 / p99 / max", "Vault login p50 / p99 / max (audit; n: logins Vault answered, retries included)", "TokenReviews served", "Vault CPU", "notes"}}
 	for _, r := range f.storms {
 		note := fmt.Sprintf("all %d exec'd within %s; logins Vault answered with an error: %d", r.n, fmtDurMD(r.spawn), r.loginErr)
 		if r.errMost != "" {

@@ -23,7 +23,10 @@ type fleetBench struct {
 func (b *bench) benchFleet(ctx context.Context) {
 	start := time.Now()
 	b.fleet = &fleetBench{}
-	defer func() { b.fleet.took = time.Since(start) }()
+	defer func() {
+		b.fleet.took = time.Since(start)
+		b.logf("fleet: done in %s", b.fleet.took.Round(time.Second))
+	}()
 	dir, err := os.MkdirTemp(b.dir, "f")
 	if err != nil {
 		b.errs["fleet"] = err
@@ -126,6 +129,11 @@ func (b *bench) fleetSections() {
 		return
 	}
 	b.stormSection()
+	if len(b.rep.sections) > 0 {
+		s := &b.rep.sections[len(b.rep.sections)-1]
+		s.text = fmt.Sprintf("The fleet phase (its own Vault and kube-apiserver, setup.sh, %d identities, both storms, the overload and the model) took %s.",
+			max(b.o.stormAgents, b.o.modelAgents+1), f.took.Round(time.Second))
+	}
 	b.overloadSection()
 	b.modelSections()
 }

@@ -143,7 +143,8 @@ func (b *bench) stormSection() {
 	s := section{title: fmt.Sprintf("Fleet: login storm (%d agents at once)", b.o.stormAgents),
 		header: []string{"auth", "agents", "all ready", "ready p50 / p99 / max", "Vault login p50 / p99 / max (audit; n: logins Vault answered, retries included)", "TokenReviews served", "Vault CPU", "notes"}}
 	for _, r := range f.storms {
-		note := fmt.Sprintf("all %d exec'd within %s; logins Vault answered with an error: %d", r.n, fmtDurMD(r.spawn), r.loginErr)
+		note := fmt.Sprintf("all %d exec'd within %s; from each agent's own exec to ready p50 %s, p99 %s; logins Vault answered with an error: %d",
+			r.n, fmtDurMD(r.spawn), fmtDurMD(percentile(r.fromExec, 0.5)), fmtDurMD(percentile(r.fromExec, 0.99)), r.loginErr)
 		if r.errMost != "" {
 			note += ", most often " + r.errMost
 		}

@@ -20,6 +20,7 @@ type stormResult struct {
 	n        int
 	spawn    time.Duration   // exec of the first to exec of the last agent
 	ready    []time.Duration // per agent, storm start → /v1/health ready, sorted
+	fromExec []time.Duration // per agent, its own exec → ready, sorted
 	notReady int
 	logins   []time.Duration // Vault's own login latency (audit: request line → response line), sorted
 	loginErr int             // login responses carrying an error
@@ -113,6 +114,7 @@ func (b *bench) loginStorm(ctx context.Context, fe *fleetEnv, method string, n i
 	for i, d := range readyAt {
 		if d > 0 {
 			res.ready = append(res.ready, d)
+			res.fromExec = append(res.fromExec, d-procs[i].started.Sub(t0))
 		} else {
 			res.notReady++
 			if firstBad == nil {
@@ -121,6 +123,7 @@ func (b *bench) loginStorm(ctx context.Context, fe *fleetEnv, method string, n i
 		}
 	}
 	slices.Sort(res.ready)
+	slices.Sort(res.fromExec)
 	if len(res.ready) > 0 {
 		res.wall = res.ready[len(res.ready)-1]
 	}

@@ -195,7 +195,7 @@ func (b *bench) overloadSection() {
 	normal := float64(r.sources) / r.refresh.Seconds()
 	s.rows = [][]string{
 		{"fleet", fmt.Sprintf("%d simulated agents × 1 set at %s", r.sources, r.refresh), fmt.Sprintf("normal rate %.0f metadata reads/s", normal)},
-		{"quota (sys/quotas/rate-limit on the metadata path)", fmt.Sprintf("%d/s for %s, block_interval 1 s", r.quota, r.overload), "3/4 of the rate Vault saw from the fleet just before"},
+		{"quota (sys/quotas/rate-limit on the metadata path)", fmt.Sprintf("%d/s for %s, block_interval 1 s", r.quota, r.overload), "3/4 of the normal rate, as in TestVaultOverload"},
 		{"metadata reads/s Vault saw before", fmt.Sprintf("%.1f", r.base), fmt.Sprintf("above the quota: %s", yesNo(r.base > float64(r.quota)))},
 		{"metadata reads/s during the overload", fmt.Sprintf("%.1f", r.during), fmt.Sprintf("at or below the quota %d: %s", r.quota, yesNo(r.during <= float64(r.quota)))},
 		{"requests refused (429)", fmt.Sprint(r.limited), "more than 0: the quota applied"},

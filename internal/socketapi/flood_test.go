@@ -56,6 +56,19 @@ func TestRefusedPeerFlood(t *testing.T) {
 
 	// While the refused connections are held: an allowed client is
 	// answered promptly, on a new connection each time.
+	// The peer holds its connections once they are queued, before the
+	// server has accepted (and refused) the last of them; until then the
+	// backlog is full and a new connect(2) fails with EAGAIN. Wait for the
+	// server to work through it.
+	drained := time.Now()
+	for counterValue(t, e.metrics.SocketDenied) != floodConns {
+		if time.Since(drained) > 30*time.Second {
+			t.Fatalf("the server refused %v of the %d held connections in 30s", counterValue(t, e.metrics.SocketDenied), floodConns)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("the server refused all %d connections %v after the peer held them", floodConns, time.Since(drained).Round(time.Millisecond))
+
 	var worst time.Duration
 	for range 20 {
 		c := unixClient(e.path)

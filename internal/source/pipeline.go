@@ -247,7 +247,7 @@ func (p *pipeline) commit(f *Fetched, fields map[string][]byte, now time.Time, s
 		m.Rotations.WithLabelValues(p.cred.Name, metrics.RotationCommitted).Inc()
 		m.CredentialVersion.WithLabelValues(p.cred.Name).Set(float64(ver))
 		if !sameValues { // a rewrap is not a rotation of the credential
-			m.LastRotation.WithLabelValues(p.cred.Name).Set(lastRotation(f.CreatedAt))
+			m.LastRotation.WithLabelValues(p.cred.Name).Set(lastRotation(credspec.RotatedAt(f.Metadata, ver, f.CreatedAt)))
 		}
 		p.setExpiry(exp, expErr, false)
 	}

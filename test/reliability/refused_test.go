@@ -52,6 +52,21 @@ func TestRefusedPeerFloodAgent(t *testing.T) {
 		t.Fatalf("%v\n%s", err, a.logTail())
 	}
 
+	// connect(2) on a Unix socket succeeds once the connection is queued,
+	// so the peer holds all of them before the agent has accepted (and
+	// refused) the last few thousand; until then the listen backlog is
+	// full and a new connection fails with EAGAIN. Wait for the agent to
+	// work through it: on the code before the fix it never does.
+	drained := time.Now()
+	for n := 0.0; n != floodConns; {
+		if time.Since(drained) > 30*time.Second {
+			t.Fatalf("the agent refused %v of the %d held connections in 30s\n%s", n, floodConns, a.logTail())
+		}
+		time.Sleep(10 * time.Millisecond)
+		n, _ = a.metric("credlet_socket_denied_total")
+	}
+	t.Logf("the agent refused all %d connections %v after the peer held them", floodConns, time.Since(drained).Round(time.Millisecond))
+
 	var worst time.Duration
 	for range 20 {
 		c := socketClient(a.socket)

@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // fleetBench is what the fleet phase measured.
@@ -32,6 +34,10 @@ func (b *bench) benchFleet(ctx context.Context) {
 		b.errs["fleet"] = err
 		return
 	}
+	// envtest logs through controller-runtime, which prints a warning and a
+	// stack when nothing set its logger within 30 s of the start (the full
+	// run gets here minutes in). Its log is not needed here.
+	ctrllog.SetLogger(ctrllog.Log.WithSink(ctrllog.NullLogSink{}))
 	identities := max(b.o.stormAgents, b.o.modelAgents+1)
 	b.logf("fleet: Vault, kube-apiserver and setup.sh (%s)", b.o.setupSh)
 	fe, err := startFleetEnv(ctx, dir, b.o.setupSh, identities, b.logf)

@@ -61,14 +61,14 @@ func (r *report) markdown() string {
 		fmt.Fprintf(&b, "## Results\n\nRatio: how many times better credlet is than the anchor on that row (above 1: credlet better; lower latency, memory and Vault load are better, higher throughput is better).\n\n")
 		b.WriteString(r.table())
 	}
-	for _, s := range r.sections {
-		b.WriteString("\n" + s.markdown())
-	}
 	if len(r.notes) > 0 {
 		b.WriteString("\n## How each row is measured\n\n")
 		for _, n := range r.notes {
 			b.WriteString("- " + n + "\n")
 		}
+	}
+	for _, s := range r.sections {
+		b.WriteString("\n" + s.markdown())
 	}
 	if len(r.errs) > 0 {
 		b.WriteString("\n## Failures\n\n")

@@ -23,11 +23,23 @@ type auditEvent struct {
 	op       string
 	granted  time.Duration // login or renew response: the TTL granted
 	failed   bool
+	errMsg   string // Vault's error, when failed
+	id       string // request id, the same on a request's two lines
+	size     int    // bytes of the line, its newline included
 }
 
 type auditAuth struct {
 	Metadata map[string]string `json:"metadata"`
 	TokenTTL int64             `json:"token_ttl"`
+}
+
+// roleName is the role a token was issued for: AppRole records role_name,
+// Kubernetes and jwt auth record role.
+func (a *auditAuth) roleName() string {
+	if r := a.Metadata["role_name"]; r != "" {
+		return r
+	}
+	return a.Metadata["role"]
 }
 
 type auditLine struct {
@@ -36,6 +48,7 @@ type auditLine struct {
 	Auth    *auditAuth `json:"auth"`
 	Error   string     `json:"error"`
 	Request *struct {
+		ID        string `json:"id"`
 		Path      string `json:"path"`
 		Operation string `json:"operation"`
 	} `json:"request"`
@@ -72,13 +85,14 @@ func parseAudit(r io.Reader) ([]auditEvent, error) {
 		if err != nil {
 			return nil, fmt.Errorf("audit log line %d: time %q: %w", line, l.Time, err)
 		}
-		ev := auditEvent{t: t, response: l.Type == "response", path: l.Request.Path, op: l.Request.Operation, failed: l.Error != ""}
+		ev := auditEvent{t: t, response: l.Type == "response", path: l.Request.Path, op: l.Request.Operation,
+			failed: l.Error != "", errMsg: l.Error, id: l.Request.ID, size: len(sc.Bytes()) + 1}
 		if l.Auth != nil {
-			ev.role = l.Auth.Metadata["role_name"]
+			ev.role = l.Auth.roleName()
 		}
 		if l.Response != nil && l.Response.Auth != nil {
 			if ev.role == "" {
-				ev.role = l.Response.Auth.Metadata["role_name"]
+				ev.role = l.Response.Auth.roleName()
 			}
 			ev.granted = time.Duration(l.Response.Auth.TokenTTL) * time.Second
 		}

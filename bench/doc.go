@@ -5,7 +5,13 @@
 //     template rendering, API proxy with the auto-auth token) vs a direct
 //     Vault KV v2 read, all against the same Vault dev server;
 //   - credlet-injector vs the Vault Agent Injector (vault-k8s agent-inject)
-//     on the same AdmissionReview.
+//     on the same AdmissionReview;
+//   - the fleet phase (-only fleet; last in the full run), on a Vault and a
+//     kube-apiserver of its own configured by manifests/vault/setup.sh:
+//     login storms of real agents with Kubernetes and jwt auth (storm.go),
+//     the fleet under a rate-limit quota (overload.go), and the fleet model
+//     with its projection to 100 / 1,000 / 10,000 pods (model.go), each a
+//     table of its own in the results.
 //
 // Every row of the table is measured in the same run (or, where a default
 // interval is too long to wait for, computed from distributions measured in

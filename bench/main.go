@@ -28,8 +28,19 @@ type options struct {
 	admissions  int
 	clients     int
 	budget      time.Duration
-	only        string // "", "reads" or "admission": one phase, for a quick look
+	only        string // "", "reads", "admission" or "fleet": one phase, for a quick look
 	injectorEnv string // extra K=V environment for both injectors
+
+	// The fleet phase.
+	setupSh         string
+	stormAgents     int
+	stormTimeout    time.Duration
+	overloadSources int
+	overloadRefresh time.Duration
+	overloadFor     time.Duration
+	modelAgents     int
+	modelRefresh    time.Duration
+	modelWindow     time.Duration
 }
 
 func main() {
@@ -52,11 +63,24 @@ func main() {
 	flag.IntVar(&o.admissions, "admissions", 20_000, "measured admissions per injector")
 	flag.IntVar(&o.clients, "clients", 8, "concurrent keep-alive clients for reads and admissions")
 	flag.StringVar(&o.injectorEnv, "injector-env", "", "extra environment for both injectors, space-separated K=V (e.g. GOMAXPROCS=1)")
-	flag.StringVar(&o.only, "only", "", "run one phase only, reads or admission, for a quick look (other rows read \"not run\")")
-	flag.DurationVar(&o.budget, "budget", 9*time.Minute+30*time.Second, "hard limit for the whole run")
+	flag.StringVar(&o.only, "only", "", "run one phase only, reads, admission or fleet, for a quick look (other rows read \"not run\")")
+	flag.DurationVar(&o.budget, "budget", 14*time.Minute, "hard limit for the whole run")
+	flag.StringVar(&o.setupSh, "setup-sh", "manifests/vault/setup.sh", "fleet: the Vault set-up script the fleet's Vault is configured with")
+	flag.IntVar(&o.stormAgents, "storm-agents", 300, "fleet: credlet-agent processes started at once in each login storm (kubernetes, jwt)")
+	flag.DurationVar(&o.stormTimeout, "storm-timeout", 2*time.Minute, "fleet: how long a login storm may take until every agent is ready")
+	flag.IntVar(&o.overloadSources, "overload-sources", 200, "fleet: simulated one-set agents in the overload run")
+	flag.DurationVar(&o.overloadRefresh, "overload-refresh", time.Second, "fleet: their refresh interval")
+	flag.DurationVar(&o.overloadFor, "overload-for", 15*time.Second, "fleet: how long the rate-limit quota holds")
+	flag.IntVar(&o.modelAgents, "model-agents", 1000, "fleet: simulated agents (3 sets, own login each) in the fleet model")
+	flag.DurationVar(&o.modelRefresh, "model-refresh", 10*time.Second, "fleet: their refresh interval (the agent's default)")
+	flag.DurationVar(&o.modelWindow, "model-window", time.Minute, "fleet: how long the model's load is measured")
 	flag.Parse()
-	if o.only != "" && o.only != "reads" && o.only != "admission" {
-		fmt.Fprintf(os.Stderr, "bench: -only %q: want reads or admission\n", o.only)
+	if o.only != "" && o.only != "reads" && o.only != "admission" && o.only != "fleet" {
+		fmt.Fprintf(os.Stderr, "bench: -only %q: want reads, admission or fleet\n", o.only)
+		os.Exit(2)
+	}
+	if o.stormAgents < 1 || o.overloadSources < 1 || o.modelAgents < 1 || o.overloadRefresh <= 0 || o.modelRefresh <= 0 || o.modelWindow <= 0 || o.overloadFor <= 0 {
+		fmt.Fprintln(os.Stderr, "bench: -storm-agents, -overload-sources and -model-agents want at least 1; -overload-refresh, -overload-for, -model-refresh and -model-window a positive duration")
 		os.Exit(2)
 	}
 	if o.vaultK8sBin == "" {
@@ -93,7 +117,12 @@ func run(o options) int {
 	b.buildRows()
 	rep.took = time.Since(rep.started)
 	md := rep.markdown()
-	fmt.Print(rep.table())
+	if len(rep.rows) > 0 {
+		fmt.Print(rep.table())
+	}
+	for _, s := range rep.sections {
+		fmt.Print("\n" + s.markdown())
+	}
 	if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
@@ -146,6 +175,7 @@ type bench struct {
 	// with the server on one CPU and the load generator on the other.
 	floor, pinned map[string]loadResult
 	admission     map[string]admissionBench
+	fleet         *fleetBench
 	runEndedAt    time.Time
 }
 
@@ -189,6 +219,10 @@ func (b *bench) run(ctx context.Context) error {
 		return fmt.Errorf("vault: %w", err)
 	}
 	switch b.o.only {
+	case "fleet":
+		b.e.close() // the fleet phase has a Vault of its own
+		b.benchFleet(ctx)
+		return nil
 	case "admission":
 		b.benchAdmission(ctx)
 		return nil
@@ -253,6 +287,14 @@ func (b *bench) run(ctx context.Context) error {
 		}
 	}
 	b.runEndedAt = time.Now()
+
+	// Last, on a Vault and an apiserver of its own, with the agents above
+	// stopped: the fleet phase.
+	for _, p := range b.procs {
+		_ = p.stop(5 * time.Second)
+	}
+	b.e.close()
+	b.benchFleet(ctx)
 	return nil
 }
 

@@ -25,12 +25,13 @@ type row struct {
 
 // report collects rows and failures; nothing in it is a secret.
 type report struct {
-	machine string
-	started time.Time
-	took    time.Duration
-	rows    []row
-	errs    []string
-	notes   []string
+	machine  string
+	started  time.Time
+	took     time.Duration
+	rows     []row
+	sections []section // tables of their own (the fleet phase), after the main one
+	errs     []string
+	notes    []string
 }
 
 func (r *report) add(rw row) { r.rows = append(r.rows, rw) }
@@ -56,13 +57,18 @@ func (r *report) markdown() string {
 		end = "\nloadavg: " + string(bytes.TrimSpace(l)) + " (at end; the machine is shared, other work may run alongside)"
 	}
 	fmt.Fprintf(&b, "## Machine\n\n```\n%s%s\n```\n\n", strings.TrimSpace(r.machine), end)
-	fmt.Fprintf(&b, "## Results\n\nRatio: how many times better credlet is than the anchor on that row (above 1: credlet better; lower latency, memory and Vault load are better, higher throughput is better).\n\n")
-	b.WriteString(r.table())
+	if len(r.rows) > 0 {
+		fmt.Fprintf(&b, "## Results\n\nRatio: how many times better credlet is than the anchor on that row (above 1: credlet better; lower latency, memory and Vault load are better, higher throughput is better).\n\n")
+		b.WriteString(r.table())
+	}
 	if len(r.notes) > 0 {
 		b.WriteString("\n## How each row is measured\n\n")
 		for _, n := range r.notes {
 			b.WriteString("- " + n + "\n")
 		}
+	}
+	for _, s := range r.sections {
+		b.WriteString("\n" + s.markdown())
 	}
 	if len(r.errs) > 0 {
 		b.WriteString("\n## Failures\n\n")

@@ -60,16 +60,22 @@ func (b *bench) analyseAudit() {
 // buildRows turns what was measured into the table, in reading order.
 func (b *bench) buildRows() {
 	r := b.rep
-	b.readRows()
-	b.propagationRows()
-	b.vaultLoadRows()
-	b.memoryRows()
-	b.startRows()
-	b.admissionRows()
+	if b.o.only != "fleet" {
+		b.readRows()
+		b.propagationRows()
+		b.vaultLoadRows()
+		b.memoryRows()
+		b.startRows()
+		b.admissionRows()
+	}
+	b.fleetSections()
 	for k, err := range b.errs {
 		if err != nil {
 			r.errs = append(r.errs, k+": "+err.Error())
 		}
+	}
+	if b.o.only == "fleet" {
+		return
 	}
 	r.notes = append(r.notes,
 		"Reads: closed loop, "+fmt.Sprint(b.o.clients)+" keep-alive HTTP/1.1 connections from one client process (the same minimal client for all three targets), "+
@@ -384,6 +390,13 @@ func (b *bench) panels() []panel {
 			{"credlet-injector, distinct pods", b.admission["credlet-injector"].distinct.lat, credletTeal},
 			{"vault-k8s agent-inject, distinct pods", b.admission["vault-k8s"].distinct.lat, anchorPink},
 		}})
+	}
+	if b.fleet != nil && len(b.fleet.storms) > 0 {
+		var ss []series
+		for i, s := range b.fleet.storms {
+			ss = append(ss, series{s.method + " auth", s.ready, []color.RGBA{credletBlue, credletTeal}[i%2]})
+		}
+		ps = append(ps, panel{title: fmt.Sprintf("Login storm: %d agents at once, start to ready (CDF)", b.o.stormAgents), series: ss})
 	}
 	return ps
 }

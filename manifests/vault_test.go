@@ -285,6 +285,26 @@ func checkKeyMaintenance(t *testing.T, ctx context.Context) {
 	if beta.VersionMetadata.Version != 1 {
 		t.Errorf("beta (no container in the CronJob) was written: version %d", beta.VersionMetadata.Version)
 	}
+	if acme.CustomMetadata["rewrapped_version"] != "3" || acme.CustomMetadata["rotated_at"] == "" {
+		t.Errorf("acme's custom metadata after the rewrap: %v; want rewrapped_version 3 and rotated_at", acme.CustomMetadata)
+	}
+
+	// The CronJob's token may note custom metadata, and nothing else of a
+	// set's metadata: no max_versions that would trim the history.
+	maint, err := root.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	login, err := maint.Logical().Write("auth/kubernetes/login", map[string]any{"role": "credlet-key-maintenance", "jwt": jwt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	maint.SetToken(login.Auth.ClientToken)
+	for _, body := range []map[string]any{{"max_versions": 1}, {"delete_version_after": "1s"}, {"custom_metadata": map[string]any{"a": "b"}, "max_versions": 1}} {
+		if _, err := maint.Logical().Write("secret/metadata/partners/acme/zerodha", body); err == nil {
+			t.Errorf("the key-maintenance token could write %v to acme's metadata", body)
+		}
+	}
 }
 
 // checkKeyRotation: setup.sh created the Transit key with auto-rotation at

@@ -18,11 +18,13 @@ $(VAULT_K8S):
 .PHONY: bench-tools
 bench-tools: $(TOOLS_DIR)/vault $(VAULT_K8S) ## the anchors: vault (Vault Agent) and vault-k8s
 
-# make bench: one run, ≤ 10 minutes once the tools are built. Prints the
-# table; writes bench/results.md and bench/latency.png. BENCH_FLAGS passes
-# extra flags (e.g. BENCH_FLAGS='-window 20s -reads 20000' for a quick look,
-# or BENCH_FLAGS='-only reads -out /tmp/r.md -png /tmp/r.png' for one phase;
-# the committed results come from the defaults).
+# make bench: one run, ≤ 15 minutes once the tools are built (the fleet
+# phase, last, starts its own Vault and kube-apiserver and runs
+# manifests/vault/setup.sh). Prints the tables; writes bench/results.md and
+# bench/latency.png. BENCH_FLAGS passes extra flags (e.g.
+# BENCH_FLAGS='-window 20s -reads 20000' for a quick look, or
+# BENCH_FLAGS='-only fleet -out /tmp/f.md -png /tmp/f.png' for one phase
+# (reads, admission or fleet); the committed results come from the defaults).
 BENCH_FLAGS ?=
 .PHONY: bench
 bench: build bench-tools ## credlet vs Vault Agent / vault-k8s side by side: bench/results.md + bench/latency.png

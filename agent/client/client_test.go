@@ -7,9 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,75 +14,19 @@ import (
 
 	"github.com/credlet/credlet/internal/socketapi"
 	"github.com/credlet/credlet/internal/store"
+	"github.com/credlet/credlet/internal/testenv/sockagent"
 )
 
-// agent is a real socket server on a store, which a test can stop and
-// start again on the same path.
-type agent struct {
-	t      *testing.T
-	st     *store.Store
-	path   string
-	opts   socketapi.Options
-	cancel context.CancelFunc
-	done   chan error
+type agent struct{ *sockagent.Agent }
+
+func newAgent(t *testing.T, opts socketapi.Options) agent {
+	return agent{sockagent.Start(t, []string{"acme", "pending"}, opts)}
 }
 
-func newAgent(t *testing.T, opts socketapi.Options) *agent {
-	t.Helper()
-	st, err := store.New([]store.Declared{{Name: "acme"}, {Name: "pending"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	d, err := os.MkdirTemp("", "cc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	opts.Path = filepath.Join(d, "agent.sock")
-	a := &agent{t: t, st: st, path: opts.Path, opts: opts}
-	a.start()
-	t.Cleanup(a.stop)
-	return a
-}
-
-func (a *agent) start() {
-	a.t.Helper()
-	srv, err := socketapi.New(a.st, a.opts)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel, a.done = cancel, make(chan error, 1)
-	go func() { a.done <- srv.Run(ctx) }()
-	for range 2000 {
-		if c, err := net.Dial("unix", a.path); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	a.t.Error("agent socket never came up") // Error: start may run on another goroutine
-}
-
-func (a *agent) stop() {
-	if a.cancel == nil {
-		return
-	}
-	a.cancel()
-	a.cancel = nil
-	if err := <-a.done; err != nil {
-		a.t.Errorf("agent Run: %v", err)
-	}
-}
-
-func (a *agent) commit(v int) {
-	a.t.Helper()
+func (a agent) commit(v int) {
 	s := strconv.Itoa(v)
-	f := map[string][]byte{"api_key": []byte("FAKE-api-key-v" + s), "api_secret": []byte("FAKE-secret-v" + s)}
-	if err := a.st.Commit("acme", store.Meta{Version: v, FetchedAt: time.Unix(1700000000+int64(v), 0)}, f); err != nil {
-		a.t.Fatal(err)
-	}
+	a.Commit("acme", store.Meta{Version: v, FetchedAt: time.Unix(1700000000+int64(v), 0)},
+		map[string][]byte{"api_key": []byte("FAKE-api-key-v" + s), "api_secret": []byte("FAKE-secret-v" + s)})
 }
 
 func fast() []Option {
@@ -95,7 +36,7 @@ func fast() []Option {
 func TestGet(t *testing.T) {
 	a := newAgent(t, socketapi.Options{})
 	a.commit(3)
-	c := New(a.path, fast()...)
+	c := New(a.Path, fast()...)
 	cred, err := c.Get(context.Background(), "acme")
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +76,7 @@ func TestErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			a := newAgent(t, tt.opts)
 			a.commit(1)
-			c := New(a.path, append(fast(), WithAttempts(4), WithBackoff(40*time.Millisecond, 40*time.Millisecond))...)
+			c := New(a.Path, append(fast(), WithAttempts(4), WithBackoff(40*time.Millisecond, 40*time.Millisecond))...)
 			start := time.Now()
 			_, err := c.Get(context.Background(), tt.set)
 			took := time.Since(start)
@@ -167,14 +108,14 @@ func TestErrors(t *testing.T) {
 func TestAgentStartsLate(t *testing.T) {
 	a := newAgent(t, socketapi.Options{})
 	a.commit(1)
-	a.stop()
+	a.Stop()
 	started := make(chan struct{})
 	go func() {
 		defer close(started)
 		time.Sleep(150 * time.Millisecond)
-		a.start()
+		a.Start()
 	}()
-	c := New(a.path, WithAttempts(50), WithBackoff(10*time.Millisecond, 20*time.Millisecond))
+	c := New(a.Path, WithAttempts(50), WithBackoff(10*time.Millisecond, 20*time.Millisecond))
 	cred, err := c.Get(context.Background(), "acme")
 	<-started
 	if err != nil || cred.Version != 1 {
@@ -182,16 +123,16 @@ func TestAgentStartsLate(t *testing.T) {
 	}
 
 	// With the agent gone for good, the error says where it looked.
-	a.stop()
-	_, err = New(a.path, append(fast(), WithAttempts(2))...).Get(context.Background(), "acme")
-	if err == nil || !strings.Contains(err.Error(), a.path) {
-		t.Fatalf("Get without an agent = %v, want an error naming %s", err, a.path)
+	a.Stop()
+	_, err = New(a.Path, append(fast(), WithAttempts(2))...).Get(context.Background(), "acme")
+	if err == nil || !strings.Contains(err.Error(), a.Path) {
+		t.Fatalf("Get without an agent = %v, want an error naming %s", err, a.Path)
 	}
 }
 
 func TestGetHonoursContext(t *testing.T) {
 	a := newAgent(t, socketapi.Options{})
-	c := New(a.path, WithAttempts(1000), WithBackoff(10*time.Millisecond, 10*time.Millisecond))
+	c := New(a.Path, WithAttempts(1000), WithBackoff(10*time.Millisecond, 10*time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -205,7 +146,7 @@ func TestWatch(t *testing.T) {
 	a := newAgent(t, socketapi.Options{})
 	a.commit(1)
 	var logs bytes.Buffer
-	c := New(a.path, WithBackoff(5*time.Millisecond, 50*time.Millisecond), WithWaitTimeout(time.Second),
+	c := New(a.Path, WithBackoff(5*time.Millisecond, 50*time.Millisecond), WithWaitTimeout(time.Second),
 		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -241,9 +182,9 @@ func TestWatch(t *testing.T) {
 	}
 
 	// The agent restarts: the watcher reconnects and carries on.
-	a.stop()
+	a.Stop()
 	time.Sleep(100 * time.Millisecond)
-	a.start()
+	a.Start()
 	a.commit(5)
 	next(5)
 	if strings.Contains(logs.String(), "FAKE") {

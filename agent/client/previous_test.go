@@ -14,7 +14,7 @@ import (
 // ErrNotFound at once (not retried).
 func TestGetPrevious(t *testing.T) {
 	a := newAgent(t, socketapi.Options{})
-	c := New(a.path, fast()...)
+	c := New(a.Path, fast()...)
 	ctx := context.Background()
 
 	a.commit(1)

@@ -31,7 +31,7 @@ func TestWatchPermanentErrors(t *testing.T) {
 			a.commit(1)
 			var mu sync.Mutex
 			var errs []error
-			c := New(a.path, fast()...)
+			c := New(a.Path, fast()...)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			ch := c.Watch(ctx, tt.set, OnError(func(err error) {
@@ -64,8 +64,8 @@ func TestWatchPermanentErrors(t *testing.T) {
 // once the agent is back.
 func TestWatchTransientErrorsReported(t *testing.T) {
 	a := newAgent(t, socketapi.Options{})
-	a.stop()
-	c := New(a.path, append(fast(), WithWaitTimeout(time.Second))...)
+	a.Stop()
+	c := New(a.Path, append(fast(), WithWaitTimeout(time.Second))...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	reported := make(chan error, 1000)
@@ -85,7 +85,7 @@ func TestWatchTransientErrorsReported(t *testing.T) {
 			t.Fatal("no error reported while the agent is down")
 		}
 	}
-	a.start()
+	a.Start()
 	a.commit(1)
 	select {
 	case cr, ok := <-ch:

@@ -3,21 +3,20 @@
 package nodebot
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/credlet/credlet/internal/socketapi"
 	"github.com/credlet/credlet/internal/store"
+	"github.com/credlet/credlet/internal/testenv/sockagent"
+	"github.com/credlet/credlet/internal/testlog"
 )
 
 func node(t *testing.T) string {
@@ -57,73 +56,19 @@ func botDir(t *testing.T) string {
 	return d
 }
 
-type agent struct {
-	st   *store.Store
-	path string
+type agent struct{ *sockagent.Agent }
+
+func startAgent(t *testing.T, opts socketapi.Options) agent {
+	return agent{sockagent.Start(t, []string{"acme"}, opts)}
 }
 
-func startAgent(t *testing.T, opts socketapi.Options) *agent {
-	t.Helper()
-	st, err := store.New([]store.Declared{{Name: "acme"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	d, err := os.MkdirTemp("", "nb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	opts.Path = filepath.Join(d, "agent.sock")
-	srv, err := socketapi.New(st, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-	})
-	for range 1000 {
-		if _, err := os.Stat(opts.Path); err == nil {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return &agent{st: st, path: opts.Path}
-}
-
-func (a *agent) commit(t *testing.T, v int) {
-	t.Helper()
+func (a agent) commit(v int) {
 	s := strconv.Itoa(v)
-	f := map[string][]byte{"api_key": []byte("FAKE-api-key-v" + s), "api_secret": []byte("FAKE-secret-v" + s)}
-	if err := a.st.Commit("acme", store.Meta{Version: v, FetchedAt: time.Now()}, f); err != nil {
-		t.Fatal(err)
-	}
+	a.Commit("acme", store.Meta{Version: v, FetchedAt: time.Now()},
+		map[string][]byte{"api_key": []byte("FAKE-api-key-v" + s), "api_secret": []byte("FAKE-secret-v" + s)})
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func waitOut(t *testing.T, out *syncBuf, want string) {
+func waitOut(t *testing.T, out *testlog.Buffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !strings.Contains(out.String(), want) {
@@ -139,9 +84,9 @@ func waitOut(t *testing.T, out *syncBuf, want string) {
 func TestBotFollowsRotation(t *testing.T) {
 	nodeBin := node(t)
 	a := startAgent(t, socketapi.Options{})
-	a.commit(t, 1)
-	out := &syncBuf{}
-	cmd := exec.Command(nodeBin, "bot.mjs", "--socket", a.path, "--credential", "acme", "--order-every-ms", "20")
+	a.commit(1)
+	out := &testlog.Buffer{}
+	cmd := exec.Command(nodeBin, "bot.mjs", "--socket", a.Path, "--credential", "acme", "--order-every-ms", "20")
 	cmd.Dir = botDir(t)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -150,7 +95,7 @@ func TestBotFollowsRotation(t *testing.T) {
 	defer cmd.Process.Kill()
 	waitOut(t, out, "using acme version 1 (fields api_key,api_secret)")
 	waitOut(t, out, "signed fake order #1 with acme version 1")
-	a.commit(t, 2)
+	a.commit(2)
 	waitOut(t, out, "now using acme version 2 (was 1), no restart")
 	waitOut(t, out, "with acme version 2 (signature")
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -182,8 +127,8 @@ func TestBotErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := startAgent(t, tt.opts)
-			a.commit(t, 1)
-			cmd := exec.Command(nodeBin, "bot.mjs", "--socket", a.path, "--credential", tt.set)
+			a.commit(1)
+			cmd := exec.Command(nodeBin, "bot.mjs", "--socket", a.Path, "--credential", tt.set)
 			cmd.Dir = dir
 			start := time.Now()
 			out, err := cmd.CombinedOutput()

@@ -4,7 +4,6 @@ package pythonbot
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/credlet/credlet/internal/socketapi"
 	"github.com/credlet/credlet/internal/store"
+	"github.com/credlet/credlet/internal/testenv/sockagent"
 )
 
 func python(t *testing.T) string {
@@ -39,60 +39,23 @@ func pyCmd(py string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-type agent struct {
-	st   *store.Store
-	path string
+type agent struct{ *sockagent.Agent }
+
+func startAgent(t *testing.T, opts socketapi.Options) agent {
+	return agent{sockagent.Start(t, []string{"acme", "pending"}, opts)}
 }
 
-func startAgent(t *testing.T, opts socketapi.Options) *agent {
-	t.Helper()
-	st, err := store.New([]store.Declared{{Name: "acme"}, {Name: "pending"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	d, err := os.MkdirTemp("", "py")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	opts.Path = filepath.Join(d, "agent.sock")
-	srv, err := socketapi.New(st, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-	})
-	for range 1000 {
-		if _, err := os.Stat(opts.Path); err == nil {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return &agent{st: st, path: opts.Path}
-}
-
-func (a *agent) commit(t *testing.T, v int) {
-	t.Helper()
+func (a agent) commit(v int) {
 	s := strconv.Itoa(v)
-	f := map[string][]byte{"api_key": []byte("FAKE-api-key-v" + s), "api_secret": []byte("FAKE-secret-\"é\"\n-v" + s)}
-	if err := a.st.Commit("acme", store.Meta{Version: v}, f); err != nil {
-		t.Fatal(err)
-	}
+	a.Commit("acme", store.Meta{Version: v},
+		map[string][]byte{"api_key": []byte("FAKE-api-key-v" + s), "api_secret": []byte("FAKE-secret-\"é\"\n-v" + s)})
 }
 
 func TestBotWatchesRotations(t *testing.T) {
 	py := python(t)
 	a := startAgent(t, socketapi.Options{})
-	a.commit(t, 1)
-	cmd := pyCmd(py, "bot.py", "--socket", a.path, "--name", "acme", "--versions", "3", "--wait-timeout", "2")
+	a.commit(1)
+	cmd := pyCmd(py, "bot.py", "--socket", a.Path, "--name", "acme", "--versions", "3", "--wait-timeout", "2")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +78,7 @@ func TestBotWatchesRotations(t *testing.T) {
 		}
 		if v < 3 {
 			time.Sleep(50 * time.Millisecond) // let the bot park its long poll
-			a.commit(t, v+1)
+			a.commit(v+1)
 		}
 	}
 	if err := cmd.Wait(); err != nil {
@@ -143,8 +106,8 @@ func TestBotErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := startAgent(t, tt.opts)
-			a.commit(t, 1)
-			out, err := pyCmd(py, "bot.py", "--socket", a.path, "--name", tt.set, "--once").CombinedOutput()
+			a.commit(1)
+			out, err := pyCmd(py, "bot.py", "--socket", a.Path, "--name", tt.set, "--once").CombinedOutput()
 			if err == nil || !strings.Contains(string(out), tt.want) {
 				t.Fatalf("bot --once = %v, %q: want failure naming %q", err, out, tt.want)
 			}
@@ -153,7 +116,7 @@ func TestBotErrors(t *testing.T) {
 	t.Run("not ready is retried", func(t *testing.T) {
 		a := startAgent(t, socketapi.Options{})
 		start := time.Now()
-		out, err := pyCmd(py, "bot.py", "--socket", a.path, "--name", "pending", "--once").CombinedOutput()
+		out, err := pyCmd(py, "bot.py", "--socket", a.Path, "--name", "pending", "--once").CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "503 not_ready") || time.Since(start) < 500*time.Millisecond {
 			t.Fatalf("bot --once on a pending set = %v after %v, %q: want not_ready after retries", err, time.Since(start), out)
 		}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -16,24 +15,8 @@ import (
 	"github.com/credlet/credlet/internal/socketapi"
 	"github.com/credlet/credlet/internal/source"
 	"github.com/credlet/credlet/internal/store"
+	"github.com/credlet/credlet/internal/testlog"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestBotFollowsRotation runs the bot against the real pipeline: encrypted
 // file source → store → socket API → agent/client.Watch. A rotation written
@@ -88,7 +71,7 @@ func TestBotFollowsRotation(t *testing.T) {
 	}
 	run(src.Run)
 	run(srv.Run)
-	out := &syncBuf{}
+	out := &testlog.Buffer{}
 	b := &bot{name: "exchange", keyField: "api_key", secretField: "api_secret", out: out}
 	botDone := make(chan error, 1)
 	go func() { botDone <- b.run(ctx, client.New(sock), 20*time.Millisecond) }()
@@ -125,7 +108,7 @@ func TestBotRejectsUnknownSet(t *testing.T) {
 	defer cancel()
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Run(ctx) }()
-	b := &bot{name: "nope", out: &syncBuf{}}
+	b := &bot{name: "nope", out: &testlog.Buffer{}}
 	err = b.run(ctx, client.New(sock), time.Second)
 	if err == nil || !strings.Contains(err.Error(), `no credential set "nope"`) {
 		t.Fatalf("err = %v", err)
@@ -134,7 +117,7 @@ func TestBotRejectsUnknownSet(t *testing.T) {
 	<-done
 }
 
-func waitOut(t *testing.T, out *syncBuf, want string) {
+func waitOut(t *testing.T, out *testlog.Buffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !strings.Contains(out.String(), want) {

@@ -54,6 +54,12 @@ type Lifecycle interface {
 	// SetExpiresAt writes expires_at into the set's custom metadata, keeping
 	// its other keys; zero removes it.
 	SetExpiresAt(ctx context.Context, path string, t time.Time) error
+	// RewrapMarker reads which version creds rewrap last wrote and when
+	// that version's values were rotated (0 and zero: no marker).
+	RewrapMarker(ctx context.Context, path string) (version int, rotatedAt time.Time, err error)
+	// MarkRewrapped records in the set's custom metadata, keeping its
+	// other keys, that version holds values rotated at rotatedAt.
+	MarkRewrapped(ctx context.Context, path string, version int, rotatedAt time.Time) error
 }
 
 // lifecycle returns b's Lifecycle, or a usage error naming what needs it.
@@ -81,10 +87,6 @@ func ciphertextVersion(v []byte) int {
 	}
 	return n
 }
-
-// ExpiresAtKey is the KV v2 custom metadata key holding a credential's
-// expiry (RFC 3339), read by the agent and written by --expires-at.
-const ExpiresAtKey = "expires_at"
 
 // ParseExpiresAt parses an --expires-at value: RFC 3339, or "none" (the
 // zero time: no expiry). A time not after now is refused.

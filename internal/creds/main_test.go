@@ -1,7 +1,6 @@
 package creds
 
 import (
-	"context"
 	"testing"
 
 	"github.com/credlet/credlet/internal/testenv"
@@ -11,10 +10,4 @@ import (
 // binary is missing outside CI; see testenv.NeedServers).
 var vlt *testenv.Vault
 
-func TestMain(m *testing.M) {
-	testenv.Main(m, func(ctx context.Context, s *testenv.Setup) error {
-		v, err := s.StartVault(ctx)
-		vlt = v
-		return err
-	})
-}
+func TestMain(m *testing.M) { testenv.MainVault(m, &vlt) }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/credlet/credlet/internal/securemem"
 )
@@ -49,6 +50,7 @@ var ErrRewrapIncomplete = errors.New("rewrap incomplete")
 type rewrapItem struct {
 	path    string
 	version int
+	created time.Time         // when that version was written
 	fields  map[string][]byte // the current version's values; wiped at the end
 	stale   []string          // ciphertext fields below the latest key version, sorted
 	from    map[string]int    // their key versions
@@ -222,7 +224,7 @@ func readForRewrap(ctx context.Context, b Backend, it *rewrapItem, k KeyInfo) {
 		it.status, it.detail = "failed", oneLineErr(err)
 		return
 	}
-	it.version, it.fields = s.Version, s.Fields
+	it.version, it.created, it.fields = s.Version, s.CreatedAt, s.Fields
 	it.from = map[string]int{}
 	anyCT := false
 	for name, v := range it.fields {
@@ -310,10 +312,23 @@ func rewrapSets(ctx context.Context, b Lifecycle, o RewrapOptions, sets []*rewra
 	return nil
 }
 
-// writeRewrapped writes a rewrapped set on top of the version read.
-func writeRewrapped(ctx context.Context, b Backend, it *rewrapItem) {
+// writeRewrapped writes a rewrapped set on top of the version read, and
+// marks the new version in the set's custom metadata as holding the
+// values rotated when the version read was (or, if that one was itself a
+// rewrap, when its values were): the agents' last-rotation gauge keeps
+// telling the credential's age, not the rewrap's.
+func writeRewrapped(ctx context.Context, b Lifecycle, it *rewrapItem) {
 	if it.status != "rewrapped" {
 		return
+	}
+	rotated := it.created
+	mv, mt, err := b.RewrapMarker(ctx, it.path)
+	if err != nil {
+		it.status, it.detail = "failed", oneLineErr(err)
+		return
+	}
+	if mv == it.version && !mt.IsZero() {
+		rotated = mt
 	}
 	fields := make(map[string][]byte, len(it.fields))
 	for k, v := range it.fields {
@@ -328,6 +343,10 @@ func writeRewrapped(ctx context.Context, b Backend, it *rewrapItem) {
 		return
 	}
 	it.written = v
+	if err := b.MarkRewrapped(ctx, it.path, v, rotated); err != nil {
+		it.status = "failed"
+		it.detail = fmt.Sprintf("written as version %d, but recording when its values were rotated failed (agents started from now on report the rewrap as the last rotation): %s", v, oneLineErr(err))
+	}
 }
 
 func printRewrap(w io.Writer, it *rewrapItem, latest int, dryRun bool) {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -140,6 +141,19 @@ func TestRewrap(t *testing.T) {
 	if versions(t, b, plain)[plain] != 1 {
 		t.Errorf("a set without ciphertext was written")
 	}
+	// Each rewrapped version is marked as holding the values of version 1.
+	created := map[string]time.Time{}
+	for _, p := range sets {
+		md, err := b.Metadata(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v1, _ := md.Info(1)
+		created[p] = v1.CreatedAt
+		if v, at, err := b.RewrapMarker(ctx, p); err != nil || v != 2 || !at.Equal(v1.CreatedAt) {
+			t.Errorf("%s: rewrap marker version %d rotated at %v (%v); want 2, version 1's creation %v", p, v, at, err, v1.CreatedAt)
+		}
+	}
 
 	// A second run writes nothing.
 	out.Reset()
@@ -153,18 +167,44 @@ func TestRewrap(t *testing.T) {
 		}
 	}
 
+	// A rewrap of a rewrap carries the rotation time over; a rewrap after
+	// a real rotation marks that rotation.
+	rotateKey(t, key)
+	if _, err := Rotate(ctx, b, sets[2], vals("token", "FAKE-token-new"), WriteOptions{TransitKey: key, Context: "acme", TransitFields: []string{"token"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Rewrap(ctx, b, pre+"/acme", RewrapOptions{Key: key, Context: "acme"}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range sets[:2] {
+		if v, at, err := b.RewrapMarker(ctx, p); err != nil || v != 3 || !at.Equal(created[p]) {
+			t.Errorf("%s after a second rewrap: marker version %d rotated at %v (%v); want 3, %v", p, v, at, err, created[p])
+		}
+	}
+	md, err := b.Metadata(ctx, sets[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	v3, _ := md.Info(3)
+	if v, at, err := b.RewrapMarker(ctx, sets[2]); err != nil || v != 4 || !at.Equal(v3.CreatedAt) {
+		t.Errorf("%s rotated then rewrapped: marker version %d rotated at %v (%v); want 4, version 3's creation %v", sets[2], v, at, err, v3.CreatedAt)
+	}
+	if got := mustRead(t, b, sets[2], 0); got["api_key"] != "FAKE-key-2" || !strings.HasPrefix(got["token"], "vault:v4:") {
+		t.Errorf("%s after rotate and rewrap: api_key changed or token not at v4 (%.9s)", sets[2], got["token"])
+	}
+
 	// Old key versions can go: the sets still decrypt.
-	if _, err := vlt.Client().Logical().Write("transit/keys/"+key+"/config", map[string]any{"min_decryption_version": 3}); err != nil {
+	if _, err := vlt.Client().Logical().Write("transit/keys/"+key+"/config", map[string]any{"min_decryption_version": 4}); err != nil {
 		t.Fatal(err)
 	}
 	for i, p := range sets {
 		got := mustRead(t, b, p, 0)
 		if pt, err := decryptWith(t, key, "acme", got["api_secret"]); err != nil || pt != fmt.Sprintf("FAKE-secret-%d", i) {
-			t.Errorf("%s after min_decryption_version 3: %v (plaintext matches: %t)", p, err, pt == fmt.Sprintf("FAKE-secret-%d", i))
+			t.Errorf("%s after min_decryption_version 4: %v (plaintext matches: %t)", p, err, pt == fmt.Sprintf("FAKE-secret-%d", i))
 		}
 		old := mustRead(t, b, p, 1)
 		if _, err := decryptWith(t, key, "acme", old["api_secret"]); err == nil {
-			t.Errorf("%s version 1 still decrypts after min_decryption_version 3", p)
+			t.Errorf("%s version 1 still decrypts after min_decryption_version 4", p)
 		}
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/credlet/credlet/internal/credspec"
 	"github.com/credlet/credlet/internal/vault"
 	"github.com/credlet/credlet/internal/vault/transit"
 )
@@ -95,13 +97,13 @@ func (b *Vault) ExpiresAt(ctx context.Context, path string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	s := strings.TrimSpace(cm[ExpiresAtKey])
+	s := strings.TrimSpace(cm[credspec.MetaExpiresAt])
 	if s == "" {
 		return time.Time{}, nil
 	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%s: custom metadata %s %q is not an RFC 3339 time (fix it with --expires-at)", path, ExpiresAtKey, s)
+		return time.Time{}, fmt.Errorf("%s: custom metadata %s %q is not an RFC 3339 time (fix it with --expires-at)", path, credspec.MetaExpiresAt, s)
 	}
 	return t.UTC(), nil
 }
@@ -117,10 +119,42 @@ func (b *Vault) SetExpiresAt(ctx context.Context, path string, t time.Time) erro
 		cm = map[string]string{}
 	}
 	if t.IsZero() {
-		delete(cm, ExpiresAtKey)
+		delete(cm, credspec.MetaExpiresAt)
 	} else {
-		cm[ExpiresAtKey] = t.UTC().Format(time.RFC3339)
+		cm[credspec.MetaExpiresAt] = t.UTC().Format(time.RFC3339)
 	}
+	mount, rest, _ := b.split(ctx, path)
+	if err := b.kv.WriteCustomMetadata(ctx, mount, rest, cm); err != nil {
+		return b.wrap("write", mount+"/metadata/"+rest, err)
+	}
+	return nil
+}
+
+// RewrapMarker reads custom_metadata rewrapped_version and rotated_at.
+func (b *Vault) RewrapMarker(ctx context.Context, path string) (int, time.Time, error) {
+	cm, err := b.customMetadata(ctx, path)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	v, err := strconv.Atoi(cm[credspec.MetaRewrappedVersion])
+	if err != nil || v <= 0 {
+		return 0, time.Time{}, nil
+	}
+	return v, credspec.RotatedAt(cm, v, time.Now()), nil
+}
+
+// MarkRewrapped rewrites the set's custom metadata with rewrapped_version
+// and rotated_at set, keeping its other keys.
+func (b *Vault) MarkRewrapped(ctx context.Context, path string, version int, rotatedAt time.Time) error {
+	cm, err := b.customMetadata(ctx, path)
+	if err != nil {
+		return err
+	}
+	if cm == nil {
+		cm = map[string]string{}
+	}
+	cm[credspec.MetaRewrappedVersion] = strconv.Itoa(version)
+	cm[credspec.MetaRotatedAt] = rotatedAt.UTC().Format(time.RFC3339Nano)
 	mount, rest, _ := b.split(ctx, path)
 	if err := b.kv.WriteCustomMetadata(ctx, mount, rest, cm); err != nil {
 		return b.wrap("write", mount+"/metadata/"+rest, err)

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParse(t *testing.T) {
@@ -228,6 +229,28 @@ func TestTokenMatchesRegexp(t *testing.T) {
 		}
 		if accepted < len(cases)/10 || accepted > len(cases)*9/10 {
 			t.Errorf("%s: %d of %d cases accepted: the cases do not exercise both answers", c.name, accepted, len(cases))
+		}
+	}
+}
+
+func TestRotatedAt(t *testing.T) {
+	created := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)
+	rotated := "2026-11-02T09:30:00.5Z"
+	want := time.Date(2026, 11, 2, 9, 30, 0, 5e8, time.UTC)
+	for _, tt := range []struct {
+		name   string
+		custom map[string]string
+		want   time.Time
+	}{
+		{"no metadata", nil, created},
+		{"this version rewrapped", map[string]string{MetaRewrappedVersion: "7", MetaRotatedAt: rotated}, want},
+		{"another version rewrapped", map[string]string{MetaRewrappedVersion: "6", MetaRotatedAt: rotated}, created},
+		{"marker without a time", map[string]string{MetaRewrappedVersion: "7"}, created},
+		{"time not RFC 3339", map[string]string{MetaRewrappedVersion: "7", MetaRotatedAt: "last month"}, created},
+		{"time after creation", map[string]string{MetaRewrappedVersion: "7", MetaRotatedAt: "2026-12-24T00:00:00Z"}, created},
+	} {
+		if got := RotatedAt(tt.custom, 7, created); !got.Equal(tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }

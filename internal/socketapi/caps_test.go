@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/credlet/credlet/internal/testenv/refusedpeer"
 )
 
 // TestConnectionCaps: past the per-UID cap a new connection is answered
@@ -112,7 +114,7 @@ func TestAcceptBackoffEndsWithContext(t *testing.T) {
 			c.Close()
 		}
 	}()
-	n := openFDs(t)
+	n, _ := refusedpeer.Stats(t, 0)
 	low := lim
 	low.Cur = uint64(n + 8)
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {

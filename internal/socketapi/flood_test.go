@@ -1,92 +1,20 @@
 package socketapi
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-const floodHelperEnv = "CREDLET_SOCKETAPI_FLOOD_SOCKET"
+	"github.com/credlet/credlet/internal/testenv/refusedpeer"
+)
 
 // floodConns is how many connections the refused peer opens at once.
 const floodConns = 5000
-
-// floodHelper runs under a refused UID: it opens floodConns connections,
-// sends nothing on them, prints how many it holds, and keeps them open
-// until its stdin closes. A blocking connect(2) waits while the
-// listener's backlog is full, as a patient attacker would.
-func floodHelper(path string) int {
-	var fds []int
-	failed := 0
-	for len(fds) < floodConns && failed < 100 {
-		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			fmt.Printf("error socket: %v\n", err)
-			return 1
-		}
-		err = unix.Connect(fd, &unix.SockaddrUnix{Name: path})
-		if errors.Is(err, unix.EAGAIN) {
-			_ = unix.Close(fd)
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		if err != nil {
-			_ = unix.Close(fd)
-			failed++
-			continue
-		}
-		fds = append(fds, fd)
-		if len(fds)%500 == 0 {
-			fmt.Printf("connected %d\n", len(fds))
-		}
-	}
-	fmt.Printf("holding %d failed %d\n", len(fds), failed)
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	return 0
-}
-
-// openFDs counts this process's open descriptors.
-func openFDs(t *testing.T) int {
-	t.Helper()
-	es, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(es)
-}
-
-// rssBytes is this process's resident set.
-func rssBytes(t *testing.T) int64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for l := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS in /proc/self/status")
-	return 0
-}
 
 // TestRefusedPeerFlood: a peer under a refused UID (let through the socket
 // file by its group) opens 5,000 connections and sends nothing. The server
@@ -95,7 +23,7 @@ func rssBytes(t *testing.T) int64 {
 // and RSS stay bounded, the denial log line and the deny audit records are
 // summarised, and every refusal is counted.
 func TestRefusedPeerFlood(t *testing.T) {
-	bin := peerBinary(t)
+	bin := refusedpeer.Binary(t)
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
@@ -119,59 +47,28 @@ func TestRefusedPeerFlood(t *testing.T) {
 	if a := do(t, good, "GET", "/v1/credentials/acme", nil, nil); a.status != 200 {
 		t.Fatalf("allowed read before the flood: %d %s", a.status, a.body)
 	}
-	fdsBefore, rssBefore := openFDs(t), rssBytes(t)
+	fdsBefore, rssBefore := refusedpeer.Stats(t, 0)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-test.run=^$")
-	cmd.Env = append(os.Environ(), floodHelperEnv+"="+e.path)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 0}}
-	stdin, err := cmd.StdinPipe()
+	stopFlood, err := refusedpeer.Flood(t, bin, e.path, floodConns, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = stdin.Close(); _ = cmd.Wait() }()
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var holding string
-	timeout := time.After(30 * time.Second)
-	last := "nothing"
-wait:
-	for {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("flood helper ended early after %q", last)
-			}
-			last = l
-			if strings.HasPrefix(l, "holding ") {
-				holding = l
-				break wait
-			}
-		case <-timeout:
-			t.Fatalf("the refused peer could not open %d connections within 30s (last: %q): the server stopped accepting", floodConns, last)
-		}
-	}
-	if holding != fmt.Sprintf("holding %d failed 0", floodConns) {
-		t.Fatalf("flood helper: %q", holding)
 	}
 
 	// While the refused connections are held: an allowed client is
 	// answered promptly, on a new connection each time.
+	// The peer holds its connections once they are queued, before the
+	// server has accepted (and refused) the last of them; until then the
+	// backlog is full and a new connect(2) fails with EAGAIN. Wait for the
+	// server to work through it.
+	drained := time.Now()
+	for counterValue(t, e.metrics.SocketDenied) != floodConns {
+		if time.Since(drained) > 30*time.Second {
+			t.Fatalf("the server refused %v of the %d held connections in 30s", counterValue(t, e.metrics.SocketDenied), floodConns)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("the server refused all %d connections %v after the peer held them", floodConns, time.Since(drained).Round(time.Millisecond))
+
 	var worst time.Duration
 	for range 20 {
 		c := unixClient(e.path)
@@ -183,7 +80,7 @@ wait:
 			t.Fatalf("allowed read during the flood: %d %s", a.status, a.body)
 		}
 	}
-	fdsDuring, rssDuring := openFDs(t), rssBytes(t)
+	fdsDuring, rssDuring := refusedpeer.Stats(t, 0)
 	t.Logf("during the flood: slowest allowed read %v, descriptors %d (before %d), RSS %d KiB (before %d KiB)",
 		worst, fdsDuring, fdsBefore, rssDuring>>10, rssBefore>>10)
 	if worst > 100*time.Millisecond {
@@ -204,8 +101,7 @@ wait:
 	if got := counterValue(t, e.metrics.SocketDenied); got != floodConns {
 		t.Errorf("credlet_socket_denied_total = %v, want %d", got, floodConns)
 	}
-	_ = stdin.Close()
-	_ = cmd.Wait()
+	stopFlood()
 	e.stop(t)
 
 	var warns int

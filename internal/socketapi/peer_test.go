@@ -11,16 +11,16 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/credlet/credlet/internal/testenv/refusedpeer"
 )
 
 const peerHelperEnv = "CREDLET_SOCKETAPI_PEER_SOCKET"
 
 func TestMain(m *testing.M) {
+	refusedpeer.Main()
 	if path := os.Getenv(peerHelperEnv); path != "" {
 		os.Exit(peerHelper(path))
-	}
-	if path := os.Getenv(floodHelperEnv); path != "" {
-		os.Exit(floodHelper(path))
 	}
 	os.Exit(m.Run())
 }
@@ -50,7 +50,7 @@ func peerHelper(path string) int {
 // key=value output.
 func runPeer(t *testing.T, socket string, cred *syscall.Credential) map[string]string {
 	t.Helper()
-	cmd := exec.Command(peerBinary(t), "-test.run=^$")
+	cmd := exec.Command(refusedpeer.Binary(t), "-test.run=^$")
 	cmd.Env = append(os.Environ(), peerHelperEnv+"="+socket)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	out, err := cmd.CombinedOutput()
@@ -65,34 +65,6 @@ func runPeer(t *testing.T, socket string, cred *syscall.Credential) map[string]s
 		}
 	}
 	return kv
-}
-
-// peerBinary copies this test binary where another UID can run it.
-func peerBinary(t *testing.T) string {
-	t.Helper()
-	if os.Getuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("this test runs a reader under another UID and needs root (CI runs as root)")
-		}
-		t.Skip("needs root to run a reader under another UID")
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := shortDir(t)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "peer.test")
-	in, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, in, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return bin
 }
 
 // TestPeerUnderAnotherUID runs real readers under other UIDs against the

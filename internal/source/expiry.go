@@ -6,26 +6,22 @@ import (
 	"time"
 
 	"github.com/credlet/credlet/internal/audit"
+	"github.com/credlet/credlet/internal/credspec"
 	"github.com/credlet/credlet/internal/vault/kv"
 )
-
-// ExpiresAtKey is the KV v2 custom metadata key that carries when a
-// credential expires (RFC 3339): an OAuth access token, a broker session
-// token. `credlet-agent creds put|rotate --expires-at` writes it.
-const ExpiresAtKey = "expires_at"
 
 // expiry is when a version stops being valid: the earlier of the secret's
 // custom metadata expires_at and the version's KV deletion time (zero:
 // neither). A malformed expires_at is reported and left out.
 func expiry(custom map[string]string, deletion time.Time) (time.Time, error) {
 	out := deletion
-	s := strings.TrimSpace(custom[ExpiresAtKey])
+	s := strings.TrimSpace(custom[credspec.MetaExpiresAt])
 	if s == "" {
 		return out, nil
 	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return out, fmt.Errorf("custom metadata %s %q is not an RFC 3339 time (ignored; fix it with creds rotate --expires-at)", ExpiresAtKey, clipValue(s))
+		return out, fmt.Errorf("custom metadata %s %q is not an RFC 3339 time (ignored; fix it with creds rotate --expires-at)", credspec.MetaExpiresAt, clipValue(s))
 	}
 	if out.IsZero() || t.Before(out) {
 		out = t

@@ -193,6 +193,15 @@ func (f *File) checkSet(ctx context.Context, c credspec.Credential, e *filesourc
 		_ = p.Gone(e.Version, "was revoked at "+e.DeletedAt.UTC().Format(time.RFC3339))
 	case p.Served() == e.Version:
 		p.Unchanged(now)
+	case e.Version < p.Served():
+		// An older copy of the file put back (a restored backup, or a
+		// replay by someone who can write the file but not read the key)
+		// would hand the app credentials already rotated away.
+		if _, skipped := p.Skipped(e.Version); !skipped {
+			_ = p.fail(metrics.RotationInvalid, e.Version, fmt.Errorf(
+				"version %d in %s: %w %d: refusing to go back; to return to old values, write them as a new version (credlet-agent creds rollback PATH VERSION)",
+				e.Version, f.path, ErrOlder, p.Served()))
+		}
 	default:
 		values := e.Fields
 		e.Fields = nil // moved into the pipeline, which wipes what it does not commit

@@ -400,3 +400,51 @@ func newTestKey(t *testing.T, dir, name string) (*filesource.Key, string) {
 	t.Cleanup(k.Close)
 	return k, p
 }
+
+// TestOlderFileRefused: an older copy of the credentials file put back
+// (a restored backup, a replay) does not roll the served version back;
+// the refusal is counted once however often the file is read, and a
+// newer version is served as usual.
+func TestOlderFileRefused(t *testing.T) {
+	f := newFixture(t)
+	f.put(t, "secret/demo/exchange", 0, "api_key", "FAKE-old-1")
+	old, err := os.ReadFile(f.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.put(t, "secret/demo/exchange", 1, "api_key", "FAKE-current-2")
+	s, _ := f.source(t, clock.Real, []credspec.Credential{mustSpec(t, "exchange=secret/demo/exchange")})
+	if err := s.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.path, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		_ = s.Once(context.Background())
+	}
+	st := f.st.Status()[0]
+	if v, val := field(t, f.st, "exchange", "api_key"); v != 2 || val != "FAKE-current-2" {
+		t.Fatalf("after the old file was put back: v%d %q", v, val)
+	}
+	if !strings.Contains(st.LastError, "version 1 in "+f.path+": older than the served version 2: refusing to go back") {
+		t.Fatalf("status: %+v", st)
+	}
+	if got := metricValue(t, f.m.Rotations.WithLabelValues("exchange", metrics.RotationInvalid)); got != 1 {
+		t.Fatalf("invalid rotations = %v, want the refusal counted once", got)
+	}
+	if n := strings.Count(f.logs.String(), "refusing to go back"); n != 1 {
+		t.Fatalf("%d warnings for the refusal, want 1:\n%s", n, f.logs.String())
+	}
+	f.put(t, "secret/demo/exchange", 1, "api_key", "FAKE-next-2")
+	f.put(t, "secret/demo/exchange", 2, "api_key", "FAKE-next-3")
+	if err := s.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if v, val := field(t, f.st, "exchange", "api_key"); v != 3 || val != "FAKE-next-3" || f.st.Status()[0].LastError != "" {
+		t.Fatalf("after a newer version: v%d %q %q", v, val, f.st.Status()[0].LastError)
+	}
+	if strings.Contains(f.logs.String()+f.auditOut.String(), "FAKE-") {
+		t.Fatal("a value reached the logs or the audit trail")
+	}
+}

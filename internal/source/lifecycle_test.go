@@ -2,6 +2,7 @@ package source_test
 
 import (
 	"encoding/base64"
+	"strconv"
 	"testing"
 	"time"
 
@@ -72,6 +73,60 @@ func TestRewrappedVersionSkipsVerify(t *testing.T) {
 	}
 	if st := r.status(); st.ValuesVersion != 3 {
 		t.Errorf("values version %d after a real change; want 3", st.ValuesVersion)
+	}
+}
+
+// TestRewrapMarkerAfterRestart: an agent that starts on a version creds
+// rewrap wrote reports the last rotation as the rotation of the values it
+// carries (from the set's custom metadata), not the rewrap; a marker for
+// an older version is ignored once a real rotation follows.
+func TestRewrapMarkerAfterRestart(t *testing.T) {
+	testenv.NeedServers(t)
+	t.Parallel()
+	const key, path = "partners-rewrap-marker", "partners/acme/rewrap-marker"
+	derivedKey(t, tv, key)
+	ct1 := encrypt(t, tv, key, "acme", "FAKE-rm-secret-1")
+	putKV(t, tv, path, map[string]any{"api_key": "FAKE-rm-key-1", "api_secret": ct1})
+	md, err := tv.Client().Logical().Read("secret/metadata/" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1Created, err := time.Parse(time.RFC3339Nano, md.Data["versions"].(map[string]any)["1"].(map[string]any)["created_time"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tv.Client().Logical().Write("transit/keys/"+key+"/rotate", nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // the rewrap's version is created a second later
+	putKV(t, tv, path, map[string]any{"api_key": "FAKE-rm-key-1", "api_secret": rewrap(t, key, "acme", ct1)})
+	mark := func(version int) {
+		t.Helper()
+		if _, err := tv.Client().Logical().Write("secret/metadata/"+path, map[string]any{"custom_metadata": map[string]any{
+			"rewrapped_version": strconv.Itoa(version), "rotated_at": v1Created.Format(time.RFC3339Nano),
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mark(2)
+	spec := "zerodha=secret/" + path + ";transit=" + key + ";context=acme"
+	r := newRig(t, spec, rigOpts{fake: true})
+	r.start()
+	if v, _ := r.served(); v != 2 {
+		t.Fatalf("served %d, want 2", v)
+	}
+	if got, want := gaugeValue(r.met.LastRotation.WithLabelValues("zerodha")), float64(v1Created.UnixNano())/1e9; got != want {
+		t.Errorf("last rotation after a restart on the rewrapped version: %v, want version 1's creation %v", got, want)
+	}
+
+	putKV(t, tv, path, map[string]any{"api_key": "FAKE-rm-key-3", "api_secret": ct1})
+	r2 := newRig(t, spec, rigOpts{fake: true})
+	r2.start()
+	if v, _ := r2.served(); v != 3 {
+		t.Fatalf("served %d, want 3", v)
+	}
+	if got := gaugeValue(r2.met.LastRotation.WithLabelValues("zerodha")); got <= float64(v1Created.Unix())+1 {
+		t.Errorf("last rotation after a real rotation: %v, still the marked %v", got, float64(v1Created.UnixNano())/1e9)
 	}
 }
 

@@ -24,6 +24,7 @@ var (
 	ErrDeleted = errors.New("current version is deleted or destroyed")
 	ErrInvalid = errors.New("credential set invalid")
 	ErrVerify  = errors.New("candidate version failed verification")
+	ErrOlder   = errors.New("older than the served version")
 )
 
 // errDecrypt is a decryption the same input would fail again (wrong key or
@@ -246,7 +247,7 @@ func (p *pipeline) commit(f *Fetched, fields map[string][]byte, now time.Time, s
 		m.Rotations.WithLabelValues(p.cred.Name, metrics.RotationCommitted).Inc()
 		m.CredentialVersion.WithLabelValues(p.cred.Name).Set(float64(ver))
 		if !sameValues { // a rewrap is not a rotation of the credential
-			m.LastRotation.WithLabelValues(p.cred.Name).Set(lastRotation(f.CreatedAt))
+			m.LastRotation.WithLabelValues(p.cred.Name).Set(lastRotation(credspec.RotatedAt(f.Metadata, ver, f.CreatedAt)))
 		}
 		p.setExpiry(exp, expErr, false)
 	}
@@ -259,6 +260,10 @@ func (p *pipeline) commit(f *Fetched, fields map[string][]byte, now time.Time, s
 	p.o.Audit.Log(audit.Record{Event: audit.Commit, Credential: p.cred.Name, Version: ver, Result: "ok"})
 	p.ok()
 	p.log.Info("credential committed", "version", ver, "previous_version", prev, "created_at", f.CreatedAt, "same_values", sameValues)
+	if ver < prev { // Vault only: the file backend refuses (ErrOlder)
+		p.log.Warn("the current version is older than the one served before: the secret's versions were deleted and written again",
+			"version", ver, "previous_version", prev)
+	}
 	return nil
 }
 

@@ -82,6 +82,16 @@ func Main(m *testing.M, setup func(ctx context.Context, s *Setup) error) {
 	os.Exit(runMain(m, setup))
 }
 
+// MainVault is Main for a package whose tests need one Vault dev server:
+// it starts it into *v.
+func MainVault(m *testing.M, v **Vault) {
+	Main(m, func(ctx context.Context, s *Setup) error {
+		var err error
+		*v, err = s.StartVault(ctx)
+		return err
+	})
+}
+
 func runMain(m *testing.M, setup func(ctx context.Context, s *Setup) error) int {
 	if !flag.Parsed() {
 		flag.Parse()

@@ -169,6 +169,13 @@ func (v *Vault) ConfigureKubernetesAuth(k *Kube, mount string) error {
 	return nil
 }
 
+// ReviewerToken creates the token reviewer identity (ServiceAccount
+// ReviewerNamespace/ReviewerServiceAccount bound to ClusterRole
+// system:auth-delegator) unless it exists, and returns a 24 h token for it
+// (audience: the apiserver's own, so TokenReview accepts it): what
+// manifests/vault/setup.sh takes as TOKEN_REVIEWER_JWT.
+func (k *Kube) ReviewerToken(ctx context.Context) (string, error) { return k.reviewerToken(ctx) }
+
 // reviewerToken creates the token reviewer identity and returns a token for
 // it (audience: the apiserver's own, so TokenReview accepts it).
 func (k *Kube) reviewerToken(ctx context.Context) (string, error) {

@@ -20,13 +20,7 @@ import (
 
 var tv *testenv.Vault
 
-func TestMain(m *testing.M) {
-	testenv.Main(m, func(ctx context.Context, s *testenv.Setup) error {
-		var err error
-		tv, err = s.StartVault(ctx)
-		return err
-	})
-}
+func TestMain(m *testing.M) { testenv.MainVault(m, &tv) }
 
 func TestNewClientConfig(t *testing.T) {
 	t.Setenv("VAULT_ADDR", "http://127.0.0.1:8299")

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/credlet/credlet/internal/testenv"
+
+	"github.com/credlet/credlet/internal/testenv/refusedpeer"
 )
 
 // What TestMain set up, shared by the tests (which run one at a time: the
@@ -40,9 +42,7 @@ func sizes() size {
 }
 
 func TestMain(m *testing.M) {
-	if path := os.Getenv(floodHelperEnv); path != "" {
-		os.Exit(floodHelper(path))
-	}
+	refusedpeer.Main()
 	testenv.Main(m, func(ctx context.Context, s *testenv.Setup) error {
 		dir, err := os.MkdirTemp("", "credlet-reliability-")
 		if err != nil {

@@ -1,88 +1,64 @@
 package reliability
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/api"
 
 	"github.com/credlet/credlet/internal/credspec"
-	"github.com/credlet/credlet/internal/source"
-	"github.com/credlet/credlet/internal/store"
+	"github.com/credlet/credlet/internal/fleet"
 	"github.com/credlet/credlet/internal/testenv"
-	vaultc "github.com/credlet/credlet/internal/vault"
 )
 
-// overloadFleet is n credential sources (the agent's own source code, one
-// Vault client and one KV secret each, as n one-credential agents would
-// be) polling a KV v2 mount of their own.
+// overloadFleet is n simulated agents (internal/fleet: the agent's own
+// source code, one Vault client and one KV secret each, as n
+// one-credential agents would be) polling a KV v2 mount of their own.
 type overloadFleet struct {
-	mount   string
-	refresh time.Duration
-	st      *store.Store
-	names   []string
-
-	mu        sync.Mutex
-	committed map[string]map[int]time.Time // name -> version -> when the store first had it
+	*fleet.Fleet
+	mount string
+	names []string
 }
 
-// startFleet writes version 1 of every secret, starts the sources (through
+// startFleet writes version 1 of every secret, starts the agents (through
 // addr, the shared Vault or a proxy in front of it), and waits until every
 // one serves version 1.
 func startFleet(t *testing.T, n int, refresh time.Duration, addr string, timeout time.Duration) *overloadFleet {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	f := &overloadFleet{mount: fmt.Sprintf("ovl%d-%d", os.Getpid(), pathSeq.Add(1)), refresh: refresh,
-		committed: map[string]map[int]time.Time{}}
+	f := &overloadFleet{mount: fmt.Sprintf("ovl%d-%d", os.Getpid(), pathSeq.Add(1))}
 	root := vault.Client()
 	if err := root.Sys().MountWithContext(ctx, f.mount, &api.MountInput{Type: "kv", Options: map[string]string{"version": "2"}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = vault.Client().Sys().Unmount(f.mount) })
-	var decl []store.Declared
+	var agents []fleet.Agent
 	for i := range n {
 		name := fmt.Sprintf("s%02d", i)
 		f.names = append(f.names, name)
-		decl = append(decl, store.Declared{Name: name})
 		f.put(t, name, 1)
-	}
-	st, err := store.New(decl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.st = st
-	rctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { stop(); wg.Wait() })
-	for _, name := range f.names {
 		cred, err := credspec.Parse(name + "=" + f.mount + "/" + name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := vaultc.NewClient(vaultc.ClientConfig{Addr: addr, Timeout: timeout})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetToken(vault.RootToken)
-		src := source.NewVault(c, cred, st, source.Options{Refresh: refresh})
-		wg.Add(2)
-		go func() { defer wg.Done(); _ = src.Run(rctx) }()
-		go func() { defer wg.Done(); f.watch(rctx, name) }()
+		agents = append(agents, fleet.Agent{Name: name, Creds: []credspec.Credential{cred}, Token: vault.RootToken})
 	}
-	for _, name := range f.names {
-		if err := f.waitVersion(ctx, name, 1); err != nil {
-			t.Fatalf("%s never served version 1: %v", name, err)
-		}
+	fl, err := fleet.New(agents, fleet.Options{Addr: addr, Refresh: refresh, Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Fleet = fl
+	rctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = fl.Run(rctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	if err := fl.WaitVersion(ctx, 1); err != nil {
+		t.Fatal(err)
 	}
 	return f
 }
@@ -98,31 +74,10 @@ func (f *overloadFleet) put(t *testing.T, name string, n int) time.Time {
 	return time.Now()
 }
 
-// watch records when the store first serves each version of name.
-func (f *overloadFleet) watch(ctx context.Context, name string) {
-	seen := 0
-	for {
-		set, err := f.st.Wait(ctx, name, seen)
-		if err != nil {
-			return
-		}
-		seen = set.Version()
-		set.Release()
-		f.mu.Lock()
-		if f.committed[name] == nil {
-			f.committed[name] = map[int]time.Time{}
-		}
-		f.committed[name][seen] = time.Now()
-		f.mu.Unlock()
-	}
-}
-
+// waitVersion waits until the agent name serves version v.
 func (f *overloadFleet) waitVersion(ctx context.Context, name string, v int) error {
 	for {
-		f.mu.Lock()
-		_, ok := f.committed[name][v]
-		f.mu.Unlock()
-		if ok {
+		if _, ok := f.CommittedAt(name, name, v); ok {
 			return nil
 		}
 		select {
@@ -134,89 +89,33 @@ func (f *overloadFleet) waitVersion(ctx context.Context, name string, v int) err
 }
 
 func (f *overloadFleet) committedAt(name string, v int) (time.Time, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	at, ok := f.committed[name][v]
-	return at, ok
+	return f.CommittedAt(name, name, v)
 }
 
-// requireServing fails unless every source serves version v with its value.
+// requireServing fails unless every agent serves version v with its value.
 func (f *overloadFleet) requireServing(t *testing.T, v int) {
 	t.Helper()
-	for _, name := range f.names {
-		set, err := f.st.Acquire(name)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		val, _ := set.Field("api_key")
-		ok := set.Version() == v && string(val) == fakeValue("api_key", v)
-		set.Release()
-		if !ok {
-			t.Fatalf("%s serves version %d, want the last good version %d", name, set.Version(), v)
-		}
+	err := f.Check("api_key", v, func(_, _ string, v int) []byte { return []byte(fakeValue("api_key", v)) })
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
 // auditedReads returns, from Vault's file audit device, the time of every
-// metadata read request of mount (rate-limited ones included: the quota
-// config audits those) and how many were refused by a rate-limit quota.
+// metadata read request of mount and how many a rate-limit quota refused.
 func auditedReads(t *testing.T, file, mount string) (reads []time.Time, limited int) {
 	t.Helper()
-	fh, err := os.Open(file)
+	reads, limited, err := fleet.AuditedReads(file, mount+"/metadata/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fh.Close()
-	sc := bufio.NewScanner(fh)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	prefix := mount + "/metadata/"
-	for sc.Scan() {
-		var e struct {
-			Time    time.Time `json:"time"`
-			Type    string    `json:"type"`
-			Error   string    `json:"error"`
-			Request struct {
-				Operation string `json:"operation"`
-				Path      string `json:"path"`
-			} `json:"request"`
-		}
-		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Type != "request" || e.Request.Operation != "read" ||
-			!strings.HasPrefix(e.Request.Path, prefix) {
-			continue
-		}
-		reads = append(reads, e.Time)
-		if strings.Contains(e.Error, "rate limit quota exceeded") {
-			limited++
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	sort.Slice(reads, func(i, j int) bool { return reads[i].Before(reads[j]) })
 	return reads, limited
 }
 
-// rate is the number of times in [from, to) per second.
-func rate(times []time.Time, from, to time.Time) float64 {
-	n := 0
-	for _, at := range times {
-		if !at.Before(from) && at.Before(to) {
-			n++
-		}
-	}
-	return float64(n) / to.Sub(from).Seconds()
-}
-
-// perSecond renders the counts of each second from from on, for the log.
-func perSecond(times []time.Time, from time.Time, secs int) []int {
-	out := make([]int, secs)
-	for _, at := range times {
-		if i := int(at.Sub(from) / time.Second); at.After(from) && i < secs {
-			out[i]++
-		}
-	}
-	return out
-}
+var (
+	rate      = fleet.Rate
+	perSecond = fleet.PerSecond
+)
 
 // TestVaultOverload puts a real Vault rate-limit quota (sys/quotas/rate-limit,
 // answering 429 with Retry-After) below what a fleet of 40 sources polls at

@@ -17,15 +17,27 @@ import (
 
 var tv *testenv.Vault
 
-func TestMain(m *testing.M) {
-	testenv.Main(m, func(ctx context.Context, s *testenv.Setup) error {
-		var err error
-		tv, err = s.StartVault(ctx)
-		return err
-	})
-}
+func TestMain(m *testing.M) { testenv.MainVault(m, &tv) }
 
 type opCounter = testenv.OpCounter
+
+// startKube starts an apiserver of the test's own (stopped at its end)
+// for the kubernetes and jwt logins, and a context bounding the test.
+func startKube(t *testing.T) (context.Context, *testenv.Kube) {
+	t.Helper()
+	testenv.NeedServers(t)
+	testenv.RequireBinary(t, testenv.BinKubeAPIServer)
+	testenv.RequireBinary(t, testenv.BinEtcd)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	k, err := testenv.StartKube(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k.Stop() })
+	return ctx, k
+}
 
 func newClient(t *testing.T, addr string, obs vault.Observer) *api.Client {
 	t.Helper()

@@ -1,13 +1,11 @@
 package auth_test
 
 import (
-	"context"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/credlet/credlet/internal/testenv"
 	"github.com/credlet/credlet/internal/vault"
 	"github.com/credlet/credlet/internal/vault/auth"
 )
@@ -18,17 +16,7 @@ import (
 // acme's login reads acme's prefix and not beta's. The token file is
 // re-read at every login.
 func TestJWT(t *testing.T) {
-	testenv.NeedServers(t)
-	testenv.RequireBinary(t, testenv.BinKubeAPIServer)
-	testenv.RequireBinary(t, testenv.BinEtcd)
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	k, err := testenv.StartKube(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = k.Stop() })
+	ctx, k := startKube(t)
 	const mount, sa = "jwt-authtest", "bot"
 	if err := tv.ConfigureJWTAuth(k, mount); err != nil {
 		t.Fatal(err)

@@ -1,12 +1,10 @@
 package auth_test
 
 import (
-	"context"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/credlet/credlet/internal/testenv"
 	"github.com/credlet/credlet/internal/vault/auth"
 )
 
@@ -14,17 +12,7 @@ import (
 // reviewed by Vault through TokenReview, and re-reads the file at every
 // login.
 func TestKubernetes(t *testing.T) {
-	testenv.NeedServers(t)
-	testenv.RequireBinary(t, testenv.BinKubeAPIServer)
-	testenv.RequireBinary(t, testenv.BinEtcd)
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	k, err := testenv.StartKube(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = k.Stop() })
+	ctx, k := startKube(t)
 	const mount, ns, sa = "k8s-authtest", "acme", "bot"
 	if err := tv.ConfigureKubernetesAuth(k, mount); err != nil {
 		t.Fatal(err)

@@ -14,13 +14,7 @@ import (
 
 var tv *testenv.Vault
 
-func TestMain(m *testing.M) {
-	testenv.Main(m, func(ctx context.Context, s *testenv.Setup) error {
-		var err error
-		tv, err = s.StartVault(ctx)
-		return err
-	})
-}
+func TestMain(m *testing.M) { testenv.MainVault(m, &tv) }
 
 func fields(kvs ...string) map[string][]byte {
 	m := map[string][]byte{}

@@ -21,13 +21,7 @@ import (
 
 var tv *testenv.Vault
 
-func TestMain(m *testing.M) {
-	testenv.Main(m, func(ctx context.Context, s *testenv.Setup) error {
-		var err error
-		tv, err = s.StartVault(ctx)
-		return err
-	})
-}
+func TestMain(m *testing.M) { testenv.MainVault(m, &tv) }
 
 func newClient(t *testing.T, addr string) *api.Client {
 	t.Helper()

@@ -17,13 +17,7 @@ import (
 
 var tv *testenv.Vault
 
-func TestMain(m *testing.M) {
-	testenv.Main(m, func(ctx context.Context, s *testenv.Setup) error {
-		var err error
-		tv, err = s.StartVault(ctx)
-		return err
-	})
-}
+func TestMain(m *testing.M) { testenv.MainVault(m, &tv) }
 
 // TestTransitRoundTrip encrypts, decrypts, rewraps and reads the key
 // against a real Vault, with a derived key and a partner context.

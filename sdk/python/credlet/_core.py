@@ -5,6 +5,7 @@ limit. Nothing here does I/O."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -14,7 +15,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 from urllib.parse import quote
 
-from ._errors import CredletError, from_answer
+from ._errors import CredletError, from_answer, transient
+
+log = logging.getLogger("credlet")
 
 DEFAULT_SOCKET = "/credlet/run/agent.sock"
 MAX_BODY = 1 << 20  # the largest answer read from the agent
@@ -235,3 +238,51 @@ class TokenBucket:
             self._last = now
             self._tokens -= 1
             return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
+def retry_delay(client: Any, e: CredletError, attempt: int) -> float:
+    """How long a request waits before its next attempt after failing with
+    e; raises e when the failure is permanent or the attempts are used up.
+    The sync and asyncio clients share it."""
+    if not transient(e) or attempt >= client.attempts:
+        raise e
+    return backoff_delay(attempt, *client.backoff)
+
+
+class WatchLoop:
+    """A watch's decisions, shared by the sync and asyncio clients: the
+    path of the next long poll, what an answer yields, how long to wait
+    after a failure. The clients only do the I/O and watch for close()."""
+
+    def __init__(self, client: Any, name: str, wait_timeout: Optional[float]) -> None:
+        wait = client.wait_timeout if wait_timeout is None else float(wait_timeout)
+        self.name = name
+        self.timeout = wait + client.timeout  # the long poll plus the answer
+        self._base = watch_path(name, wait)
+        self._backoff = client.backoff
+        self._last = 0
+        self._failures = 0
+
+    def path(self) -> str:
+        return self._base + str(self._last)
+
+    def answer(self, status: int, doc: Any) -> Optional[Credential]:
+        """The credential to yield for an answer, or None (the long poll
+        timed out, or the agent answered with the version it already gave)."""
+        self._failures = 0
+        if status == 304:
+            return None
+        cred = to_credential(doc)
+        if cred.version == self._last:
+            return None
+        self._last = cred.version
+        return cred
+
+    def failed(self, e: CredletError) -> float:
+        """The wait before the next long poll after e, logged; raises e
+        when it is permanent (Forbidden, NotFound, BadRequest)."""
+        if not transient(e):
+            raise e
+        self._failures += 1
+        log.warning("credlet: watching %s: %s; retrying (attempt %d)", self.name, e, self._failures)
+        return backoff_delay(self._failures, *self._backoff)

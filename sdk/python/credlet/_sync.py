@@ -4,7 +4,6 @@ http.client, keep-alive connections shared by threads."""
 from __future__ import annotations
 
 import http.client
-import logging
 import socket
 import threading
 from types import TracebackType
@@ -12,12 +11,9 @@ from typing import Any, Iterator, List, Optional, Set, Tuple, Type
 
 from . import _core
 from ._core import Credential, Health, Info
-from ._errors import CredletError, Unavailable, transient
-
-log = logging.getLogger("credlet")
+from ._errors import CredletError, Unavailable
 
 _MAX_IDLE = 4
-
 
 class _UnixConnection(http.client.HTTPConnection):
     """An HTTPConnection that dials a Unix socket."""
@@ -35,7 +31,6 @@ class _UnixConnection(http.client.HTTPConnection):
             s.close()
             raise
         self.sock = s
-
 
 class Client:
     """Reads credentials from one credlet agent.
@@ -84,41 +79,36 @@ class Client:
         as long as it takes; Forbidden, NotFound and BadRequest are raised at
         once. The generator ends when the client is closed.
         """
-        wt = self.wait_timeout if wait_timeout is None else float(wait_timeout)
-        base = _core.watch_path(name, wt)
-        last, failures = 0, 0
+        loop = _core.WatchLoop(self, name, wait_timeout)
         while not self._closed.is_set():
             try:
-                status, doc = self._once(base + str(last), wt + self.timeout)
+                cred = loop.answer(*self._once(loop.path(), loop.timeout))
             except CredletError as e:
                 if self._closed.is_set():
                     return
-                if not transient(e):
-                    raise
-                failures += 1
-                log.warning("credlet: watching %s: %s; retrying (attempt %d)", name, e, failures)
-                self._closed.wait(_core.backoff_delay(failures, *self.backoff))
+                self._closed.wait(loop.failed(e))
                 continue
-            failures = 0
-            if status == 304:
-                continue
-            cred = _core.to_credential(doc)
-            last = cred.version
-            yield cred
+            if cred is not None:
+                yield cred
 
     def close(self) -> None:
         """Closes every connection and ends running watches. Later calls
         raise Unavailable (code ``closed``)."""
         self._closed.set()
         with self._lock:
-            conns = self._idle + list(self._busy)
+            busy = set(self._busy)
+            conns = self._idle + list(busy)
             self._idle.clear()
         for c in conns:
-            if c.sock is not None:
-                try:
-                    c.sock.shutdown(socket.SHUT_RDWR)  # wakes a thread parked in a long poll
-                except OSError:
-                    pass
+            if c in busy:
+                # Another thread is reading it: shut the socket down to wake
+                # that thread (it sees end of file) and let it close it.
+                if c.sock is not None:
+                    try:
+                        c.sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                continue
             c.close()
 
     def __enter__(self) -> "Client":
@@ -145,9 +135,9 @@ class Client:
             try:
                 return self._once(path, self.timeout)[1]
             except CredletError as e:
-                if not transient(e) or attempt >= self.attempts or self._closed.is_set():
+                if self._closed.is_set():
                     raise
-                self._closed.wait(_core.backoff_delay(attempt, *self.backoff))
+                self._closed.wait(_core.retry_delay(self, e, attempt))
 
     def _once(self, path: str, timeout: float) -> Tuple[int, Any]:
         """One GET, after the rate limit: (status, JSON or None for 304).
@@ -175,6 +165,11 @@ class Client:
                 raise Unavailable(0, "unavailable", "%s: %s" % (self.socket_path, _describe(e))) from None
             except BaseException:
                 self._drop(conn)
+                if self._closed.is_set():
+                    # close() from another thread tore the connection down
+                    # under this read (http.client then fails in ways other
+                    # than OSError, e.g. ValueError on the closed file).
+                    raise Unavailable(0, "closed", "client closed") from None
                 raise
             if resp.will_close:
                 self._drop(conn)
@@ -211,7 +206,6 @@ class Client:
         with self._lock:
             self._busy.discard(conn)
         conn.close()
-
 
 def _describe(e: BaseException) -> str:
     if isinstance(e, socket.timeout):

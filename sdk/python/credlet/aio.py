@@ -15,27 +15,22 @@ running ``watch``.
 from __future__ import annotations
 
 import asyncio
-import logging
 from types import TracebackType
 from typing import Any, AsyncIterator, Dict, List, Optional, Set, Tuple, Type
 
 from . import _core
 from ._core import Credential, Health, Info
-from ._errors import CredletError, Unavailable, transient
+from ._errors import CredletError, Unavailable
 
 __all__ = ["Client"]
-
-log = logging.getLogger("credlet")
 
 _MAX_IDLE = 4
 _MAX_HEAD = 64 << 10
 
 _Conn = Tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
-
 class _Broken(Exception):
     """The connection failed or the answer was not HTTP."""
-
 
 class Client:
     """Reads credentials from one credlet agent, for asyncio programs.
@@ -78,27 +73,17 @@ class Client:
         the agent commits it. Transient failures are logged on the
         ``credlet`` logger and retried; Forbidden, NotFound and BadRequest
         are raised at once. Ends when the client is closed."""
-        wt = self.wait_timeout if wait_timeout is None else float(wait_timeout)
-        base = _core.watch_path(name, wt)
-        last, failures = 0, 0
+        loop = _core.WatchLoop(self, name, wait_timeout)
         while not self._closed:
             try:
-                status, doc = await self._once(base + str(last), wt + self.timeout)
+                cred = loop.answer(*await self._once(loop.path(), loop.timeout))
             except CredletError as e:
                 if self._closed:
                     return
-                if not transient(e):
-                    raise
-                failures += 1
-                log.warning("credlet: watching %s: %s; retrying (attempt %d)", name, e, failures)
-                await self._sleep(_core.backoff_delay(failures, *self.backoff))
+                await self._sleep(loop.failed(e))
                 continue
-            failures = 0
-            if status == 304:
-                continue
-            cred = _core.to_credential(doc)
-            last = cred.version
-            yield cred
+            if cred is not None:
+                yield cred
 
     async def close(self) -> None:
         """Closes every connection and ends running watches. Later calls
@@ -145,9 +130,9 @@ class Client:
             try:
                 return (await self._once(path, self.timeout))[1]
             except CredletError as e:
-                if not transient(e) or attempt >= self.attempts or self._closed:
+                if self._closed:
                     raise
-                await self._sleep(_core.backoff_delay(attempt, *self.backoff))
+                await self._sleep(_core.retry_delay(self, e, attempt))
 
     async def _once(self, path: str, timeout: float) -> Tuple[int, Any]:
         """One GET, after the rate limit: (status, JSON or None for 304)."""
@@ -190,7 +175,6 @@ class Client:
             self._busy.discard(conn)
             conn[1].close()
 
-
 async def _exchange(conn: _Conn, path: str) -> Tuple[int, str, bytes, bool]:
     """Sends one GET and reads its answer: (status, reason, body, keep-alive)."""
     reader, writer = conn
@@ -220,7 +204,6 @@ async def _exchange(conn: _Conn, path: str) -> Tuple[int, str, bytes, bool]:
             raise _Broken("bad Content-Length")
         return status, reason, await reader.readexactly(n), keep
     return status, reason, await reader.read(_core.MAX_BODY + 1), False
-
 
 def _describe(e: BaseException) -> str:
     if isinstance(e, asyncio.TimeoutError):

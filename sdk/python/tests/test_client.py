@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import random
 import threading
 import time
 import unittest
@@ -257,10 +258,33 @@ class Watch(unittest.TestCase):
 
             c.close()
             self.assertTrue(done.wait(5), "watch did not end on close()")
-        self.assertTrue(got.empty())
+        self.assertTrue(got.empty(), "the watch put more after close(): %r" % list(got.queue))
         text = "\n".join(logs.output)
         self.assertIn("retrying", text, "the restart should have been logged")
         self.assertNotIn("FAKE", text)
+
+    def test_close_ends_a_watch_quietly(self) -> None:
+        # close() from another thread at any point of a long poll ends the
+        # watch without an exception, whatever http.client was doing.
+        rng = random.Random(7)
+        for i in range(40):
+            c = fast(wait_timeout=2)
+            got: "queue.Queue" = queue.Queue()
+
+            def run() -> None:
+                try:
+                    for cred in c.watch("exchange"):
+                        got.put(cred)
+                except BaseException as e:  # noqa: BLE001 - handed to the test thread
+                    got.put(e)
+                got.put(None)
+
+            threading.Thread(target=run, daemon=True).start()
+            self.assertIsInstance(got.get(timeout=10), credlet.Credential)
+            time.sleep(rng.uniform(0, 0.02))
+            c.close()
+            end = got.get(timeout=5)
+            self.assertIsNone(end, "round %d: the watch ended with %r" % (i, end))
 
     def test_permanent_errors_are_raised(self) -> None:
         with fast() as c:
@@ -333,6 +357,45 @@ class Backoff(unittest.TestCase):
         self.assertEqual([_core.backoff_delay(a, 0.1, 1.0, rand=lambda: 1.0) for a in range(1, 7)],
                          [0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
         self.assertEqual(_core.backoff_delay(3, 0.1, 1.0, rand=lambda: 0.0), 0.2)
+
+
+class WatchDecisions(unittest.TestCase):
+    def test_answers_and_failures(self) -> None:
+        c = credlet.Client("/nonexistent/agent.sock", timeout=3, backoff=(0.5, 4.0), wait_timeout=20)
+        loop = _core.WatchLoop(c, "acme", None)
+        self.assertEqual(loop.timeout, 23)
+        self.assertTrue(loop.path().endswith("/v1/credentials/acme?timeout=20&wait=0"), loop.path())
+
+        def doc(v: int) -> dict:
+            return {"name": "acme", "version": v, "fields": {"k": "FAKE-%d" % v}}
+
+        self.assertEqual(loop.answer(200, doc(4)).version, 4)
+        self.assertTrue(loop.path().endswith("wait=4"))
+        self.assertIsNone(loop.answer(304, None), "a long poll that timed out yields nothing")
+        self.assertIsNone(loop.answer(200, doc(4)), "the version already given is not yielded again")
+        self.assertEqual(loop.answer(200, doc(3)).version, 3, "a version going back is yielded")
+
+        with self.assertLogs("credlet", logging.WARNING):
+            first = loop.failed(credlet.Unavailable(0, "unavailable", "agent restarting"))
+            second = loop.failed(credlet.NotReady(503, "not_ready", "not fetched yet"))
+        self.assertTrue(0.25 <= first <= 0.5 and 0.5 <= second <= 1.0, (first, second))
+        loop.answer(304, None)  # a good answer starts the back-off again
+        with self.assertLogs("credlet", logging.WARNING):
+            self.assertLessEqual(loop.failed(credlet.Unavailable(0, "unavailable", "x")), 0.5)
+        for e in (credlet.NotFound(404, "not_found", "x"), credlet.Forbidden(403, "forbidden", "x"),
+                  credlet.BadRequest(400, "bad_request", "x")):
+            with self.assertRaises(type(e)):
+                loop.failed(e)
+
+    def test_retry_delay(self) -> None:
+        c = credlet.Client("/nonexistent/agent.sock", attempts=3, backoff=(0.2, 1.0))
+        busy = credlet.Unavailable(0, "unavailable", "x")
+        self.assertLessEqual(_core.retry_delay(c, busy, 1), 0.2)
+        self.assertLessEqual(_core.retry_delay(c, busy, 2), 0.4)
+        with self.assertRaises(credlet.Unavailable):
+            _core.retry_delay(c, busy, 3)
+        with self.assertRaises(credlet.NotFound):
+            _core.retry_delay(c, credlet.NotFound(404, "not_found", "x"), 1)
 
 
 class Decode(unittest.TestCase):

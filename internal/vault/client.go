@@ -15,6 +15,12 @@ import (
 // DefaultTimeout bounds every request to Vault when ClientConfig.Timeout is 0.
 const DefaultTimeout = 5 * time.Second
 
+// LoginTimeout bounds a login (the lease manager's, on a client clone):
+// while a fleet starts at once Vault takes seconds per login (p99 8 s for
+// 300 agents in make bench's login storm), and a login given up at 5 s is
+// sent again, which doubled the logins Vault had to answer.
+const LoginTimeout = 30 * time.Second
+
 // ClientConfig configures NewClient. The zero value talks to $VAULT_ADDR
 // (trusting $VAULT_CACERT) with a 5 s request timeout.
 type ClientConfig struct {
@@ -75,16 +81,19 @@ func NewClient(cfg ClientConfig) (*api.Client, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
+	// The per-request bound is the client's timeout (a context deadline
+	// on every call); the transport's own bounds leave room for a clone
+	// with a longer one, as logins have.
 	conf.Timeout = timeout
 	conf.MaxRetries = max(cfg.MaxRetries, 0)
-	conf.HttpClient.Timeout = timeout
+	conf.HttpClient.Timeout = max(timeout, LoginTimeout)
 	base, ok := conf.HttpClient.Transport.(*http.Transport)
 	if !ok {
 		return nil, configErr("unexpected transport %T", conf.HttpClient.Transport)
 	}
 	// Plain bodies: a gzip reader would keep plaintext in its window.
 	base.DisableCompression = true
-	base.ResponseHeaderTimeout = timeout
+	base.ResponseHeaderTimeout = max(timeout, LoginTimeout)
 	m := cfg.Metrics
 	if m == nil {
 		m = metrics.New() // a private set nobody reads: the transport never checks for nil

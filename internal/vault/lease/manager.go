@@ -29,6 +29,7 @@ const (
 // Manager logs in to Vault and keeps the token alive. Create it with New.
 type Manager struct {
 	c      *api.Client
+	lc     *api.Client // c's clone for logins, with Options.LoginTimeout
 	method auth.Method
 	o      Options
 	log    *slog.Logger
@@ -61,7 +62,13 @@ func (t token) expires() time.Time {
 // New returns a manager that logs in to c with m. It does nothing until Run.
 func New(c *api.Client, m auth.Method, opts Options) *Manager {
 	o := opts.withDefaults()
-	return &Manager{c: c, method: m, o: o, log: o.Logger.With("component", "vault_token", "method", m.Name()),
+	lc, err := c.CloneWithHeaders()
+	if err != nil {
+		lc = c // a clone fails only on a broken configuration, which every request would hit
+	} else {
+		lc.SetClientTimeout(o.LoginTimeout)
+	}
+	return &Manager{c: c, lc: lc, method: m, o: o, log: o.Logger.With("component", "vault_token", "method", m.Name()),
 		wake: make(chan struct{}, 1), ready: make(chan struct{})}
 }
 
@@ -145,7 +152,7 @@ func (m *Manager) login(ctx context.Context) bool {
 	bo := m.o.newBackoff()
 	for {
 		sent := m.o.Clock.Now()
-		s, err := m.method.Login(ctx, m.c)
+		s, err := m.method.Login(ctx, m.lc)
 		if ctx.Err() != nil {
 			return false
 		}

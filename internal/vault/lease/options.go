@@ -11,6 +11,7 @@ import (
 	"github.com/credlet/credlet/internal/audit"
 	"github.com/credlet/credlet/internal/clock"
 	"github.com/credlet/credlet/internal/metrics"
+	"github.com/credlet/credlet/internal/vault"
 )
 
 // DefaultRenewAt is the fraction of a token's TTL after which it is renewed.
@@ -30,6 +31,9 @@ type Options struct {
 	// MinInterval is the least time between two login attempts when an
 	// Invalidate cuts a backoff short; default 1 s.
 	MinInterval time.Duration
+	// LoginTimeout bounds one login; default vault.LoginTimeout. Other
+	// requests keep the client's own timeout.
+	LoginTimeout time.Duration
 }
 
 // Backoff is an exponential backoff with jitter (cenkalti/backoff/v4).
@@ -73,6 +77,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MinInterval <= 0 {
 		o.MinInterval = time.Second
+	}
+	if o.LoginTimeout <= 0 {
+		o.LoginTimeout = vault.LoginTimeout
 	}
 	return o
 }

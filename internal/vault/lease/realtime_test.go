@@ -3,7 +3,6 @@ package lease_test
 import (
 	"bytes"
 	"context"
-	"github.com/credlet/credlet/internal/testlog"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +10,8 @@ import (
 	"github.com/credlet/credlet/internal/audit"
 	"github.com/credlet/credlet/internal/metrics"
 	"github.com/credlet/credlet/internal/testenv"
+	"github.com/credlet/credlet/internal/testlog"
+	"github.com/credlet/credlet/internal/vault"
 	"github.com/credlet/credlet/internal/vault/lease"
 )
 
@@ -100,3 +101,52 @@ func TestMaxTTLRelogin(t *testing.T) {
 }
 
 type syncBuffer = testlog.Buffer
+
+// TestLoginTimeout: a login may take longer than the client's per-request
+// timeout (Vault answering a login storm slowly): it is waited for, not
+// given up and sent again; other requests keep the client's bound.
+func TestLoginTimeout(t *testing.T) {
+	testenv.NeedServers(t)
+	t.Parallel()
+	p, err := testenv.StartProxy(tv.HostPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	// One role each: a login the client gave up on may still have used
+	// up a secret_id in Vault.
+	shortMethod, _ := approle(t, "lease-login-timeout-short", time.Hour, time.Hour)
+	method, _ := approle(t, "lease-login-timeout", time.Hour, time.Hour)
+	c, err := vault.NewClient(vault.ClientConfig{Addr: p.URL(), Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetLatency(700 * time.Millisecond)
+
+	// With the login bounded like every other request, it never gets in.
+	met := metrics.New()
+	short := lease.New(c, shortMethod, lease.Options{Metrics: met, LoginTimeout: 300 * time.Millisecond,
+		Backoff: lease.Backoff{Initial: 50 * time.Millisecond, Max: 50 * time.Millisecond}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	err = short.Run(ctx)
+	cancel()
+	if err != nil || short.Status().Ready || logins(met, "approle", lease.LoginTransientError) < 2 {
+		t.Fatalf("login bounded at 300ms through a 700ms Vault: Run %v, ready %t, %v transient errors",
+			err, short.Status().Ready, logins(met, "approle", lease.LoginTransientError))
+	}
+
+	met = metrics.New()
+	m := lease.New(c, method, lease.Options{Metrics: met, LoginTimeout: 5 * time.Second})
+	run(t, m)
+	waitReady(t, m)
+	if n := logins(met, "approle", lease.LoginTransientError); n != 0 {
+		t.Errorf("%v logins given up before the slow one got in", n)
+	}
+	if _, err := c.Auth().Token().LookupSelfWithContext(context.Background()); err == nil {
+		t.Error("a lookup through the 700ms Vault succeeded within the client's 300ms")
+	}
+	p.SetLatency(0)
+	if _, err := c.Auth().Token().LookupSelfWithContext(context.Background()); err != nil {
+		t.Errorf("the token from the slow login: %v", err)
+	}
+}

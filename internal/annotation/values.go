@@ -33,20 +33,8 @@ var (
 
 // roleOK: a letter, digit or '_', then letters, digits, '.', '_', '@', '-';
 // 1-128 bytes (the regexp ^[A-Za-z0-9_][A-Za-z0-9._@-]{0,127}$, written
-// out; TestRoleAndMountMatchRegexps).
+// out; credspec's TestTokenMatchesRegexp).
 func roleOK(v string) bool { return credspec.Token(v, 128, "._@-") }
-
-// mountOK: segments joined by '/', each a letter, digit or '_' followed by
-// letters, digits, '.', '_', '-' (the regexp
-// ^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$, written out).
-func mountOK(v string) bool {
-	for seg := range strings.SplitSeq(v, "/") {
-		if !credspec.Token(seg, 0, "._-") {
-			return false
-		}
-	}
-	return true
-}
 
 // credspecProblem strips credspec's sentinel prefix: the denial already
 // names the key.
@@ -108,7 +96,7 @@ func parseRole(p *state, _, v string) error {
 }
 
 func parseAuthMount(p *state, _, v string) error {
-	if len(v) > 128 || !mountOK(v) || slices.Contains(strings.Split(v, "/"), "..") {
+	if len(v) > 128 || !credspec.MountOK(v) || slices.Contains(strings.Split(v, "/"), "..") {
 		return errBad
 	}
 	p.spec.AuthMount = v

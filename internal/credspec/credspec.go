@@ -89,6 +89,19 @@ func Token(s string, max int, extra string) bool {
 	return true
 }
 
+// MountOK reports whether s is an auth mount path: tokens joined by '/',
+// each a letter, digit or '_' followed by letters, digits, '.', '_', '-'
+// (the regexp ^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$,
+// written out).
+func MountOK(s string) bool {
+	for seg := range strings.SplitSeq(s, "/") {
+		if !Token(seg, 0, "._-") {
+			return false
+		}
+	}
+	return true
+}
+
 // The tokens of KV paths, Transit keys and field names.
 func segmentOK(s string) bool { return Token(s, 0, "._-") }
 func keyOK(s string) bool     { return Token(s, 128, "._-") }

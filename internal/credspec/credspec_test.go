@@ -196,12 +196,13 @@ func TestTokenMatchesRegexp(t *testing.T) {
 		{"Transit key", regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`), keyOK},
 		{"field", regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`), fieldOK},
 		{"role (annotation)", regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._@-]{0,127}$`), func(s string) bool { return Token(s, 128, "._@-") }},
+		{"auth mount", regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$`), MountOK},
 	}
 	cases := []string{"", "a", "Z", "0", "_", ".", "-", "@", "a.", "a-", "a_", "a@", ".a", "-a", "@a", "a b", "a/b", "a\n", "é", "aé",
-		"a\x00", strings.Repeat("a", 128), strings.Repeat("a", 129), strings.Repeat("a", 300), "a" + strings.Repeat(".", 127), "a" + strings.Repeat("-", 128)}
+		"a\x00", "/", "a/", "/a", "a//b", "a/b", "a/.b", "a/b.", "a/_", "a/-", "a/b@c", strings.Repeat("a/", 64) + "a", strings.Repeat("a", 128), strings.Repeat("a", 129), strings.Repeat("a", 300), "a" + strings.Repeat(".", 127), "a" + strings.Repeat("-", 128)}
 	rng := rand.New(rand.NewPCG(3, 4))
 	// Mostly bytes some check allows, so that many strings are accepted.
-	const allowed, other = "azAZ09_.-@", "/ \x00é~"
+	const allowed, other = "azAZ09_.-@", "// \x00é~"
 	for range 20000 {
 		b := make([]byte, rng.IntN(140))
 		if rng.IntN(4) == 0 {

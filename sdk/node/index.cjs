@@ -253,6 +253,15 @@ class Client {
     return toCredential(await this._call(credentialPath(name), signal));
   }
 
+  /**
+   * The version before the current one, which the agent keeps after a
+   * rotation (its rollback pointer); NotFoundError when it holds none
+   * (before its first rotation since it started). Audited by the agent.
+   */
+  async getPrevious(name, { signal } = {}) {
+    return toCredential(await this._call(`${credentialPath(name)}?version=previous`, signal));
+  }
+
   /** Every set the agent holds: { name, version, fetchedAt } (no values). */
   async list({ signal } = {}) {
     return toInfos(await this._call('/v1/credentials', signal));

@@ -95,6 +95,11 @@ export declare class Client {
   readonly waitTimeoutMs: number;
   /** The current version of a credential set. */
   get(name: string, options?: RequestOptions): Promise<Credential>;
+  /**
+   * The version before the current one, kept by the agent after a rotation;
+   * rejects with NotFoundError when it holds none.
+   */
+  getPrevious(name: string, options?: RequestOptions): Promise<Credential>;
   /** Every set the agent holds. */
   list(options?: RequestOptions): Promise<Info[]>;
   /** The agent's readiness and each set's state. */

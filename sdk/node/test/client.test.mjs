@@ -88,6 +88,32 @@ describe('get, list, health', () => {
     }, TypeError);
   });
 
+  test('getPrevious: NotFoundError before a rotation, the old version after', async () => {
+    const other = await agent.runAgent('previous', []);
+    const c = fast({ socketPath: other.socket, waitTimeoutMs: 5000 });
+    try {
+      await assert.rejects(c.getPrevious('exchange'), (err) => {
+        checkError(err, NotFoundError, 404, 'not_found');
+        return true;
+      });
+      const before = await c.get('exchange');
+      await agent.rotate({ api_key: `FAKE-previous-${before.version + 1}` });
+      const deadline = Date.now() + 15000;
+      while ((await c.get('exchange')).version !== before.version + 1) {
+        assert.ok(Date.now() < deadline, 'the rotation did not reach the agent in 15 s');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const prev = await c.getPrevious('exchange');
+      assert.ok(prev instanceof Credential);
+      assert.equal(prev.version, before.version);
+      assert.deepEqual({ ...prev.fields }, { ...before.fields });
+      await assert.rejects(c.getPrevious('Not A Name'), BadRequestError);
+    } finally {
+      c.close();
+      await other.stop();
+    }
+  });
+
   test('list', async () => {
     const c = fast();
     const infos = await c.list();

@@ -62,6 +62,14 @@ class Client:
         """The current version of a credential set."""
         return _core.to_credential(self._call(_core.credential_path(name)))
 
+    def get_previous(self, name: str) -> Credential:
+        """The version before the current one, which the agent keeps after
+        a rotation (its rollback pointer): a bot whose broker has not yet
+        activated a new key can fall back to the old one. NotFound when the
+        agent holds none (before its first rotation since it started).
+        Every such read is audited by the agent."""
+        return _core.to_credential(self._call(_core.credential_path(name) + "?version=previous"))
+
     def list(self) -> List[Info]:
         """Every set the agent holds: name, version, fetched_at (no values)."""
         return _core.to_infos(self._call("/v1/credentials"))

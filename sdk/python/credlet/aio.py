@@ -60,6 +60,11 @@ class Client:
         """The current version of a credential set."""
         return _core.to_credential(await self._call(_core.credential_path(name)))
 
+    async def get_previous(self, name: str) -> Credential:
+        """The version before the current one (see the blocking client's
+        get_previous); NotFound when the agent holds none."""
+        return _core.to_credential(await self._call(_core.credential_path(name) + "?version=previous"))
+
     async def list(self) -> List[Info]:
         """Every set the agent holds: name, version, fetched_at (no values)."""
         return _core.to_infos(await self._call("/v1/credentials"))

@@ -46,6 +46,24 @@ class AsyncClient(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(h.credentials["broker-oauth"].version, 1)
         self.assertNotIn("FAKE", repr(cred) + str(cred) + repr(infos) + repr(h))
 
+    async def test_get_previous(self) -> None:
+        other = AGENT.run_agent("previous-aio")
+        try:
+            async with fast(other.socket) as c:
+                with self.assertRaises(credlet.NotFound):
+                    await c.get_previous("exchange")
+                before = await c.get("exchange")
+                AGENT.rotate(api_key="FAKE-previous-aio-%d" % (before.version + 1))
+                deadline = time.monotonic() + 15
+                while (await c.get("exchange")).version == before.version:
+                    if time.monotonic() > deadline:
+                        self.fail("the rotation did not reach the agent in 15 s")
+                    await asyncio.sleep(0.05)
+                prev = await c.get_previous("exchange")
+                self.assertEqual((prev.version, prev.fields), (before.version, before.fields))
+        finally:
+            other.stop()
+
     async def test_concurrent_requests(self) -> None:
         async with fast() as c:
             creds = await asyncio.gather(*(c.get("broker-oauth") for _ in range(40)))

@@ -54,6 +54,23 @@ class GetListHealth(unittest.TestCase):
         self.assertLess(abs((datetime.now(timezone.utc) - cred.fetched_at).total_seconds()), 600)
         self.assertIsNone(cred.expires_at)
 
+    def test_get_previous(self) -> None:
+        other = AGENT.run_agent("previous")
+        try:
+            with credlet.Client(other.socket, backoff=(0.01, 0.05), wait_timeout=5) as c:
+                with self.assertRaises(credlet.NotFound) as cm:
+                    c.get_previous("exchange")
+                self.assertEqual((cm.exception.status, cm.exception.code), (404, "not_found"))
+                before = c.get("exchange")
+                AGENT.rotate(api_key="FAKE-previous-%d" % (before.version + 1))
+                wait_until(lambda: c.get("exchange").version == before.version + 1)
+                prev = c.get_previous("exchange")
+                self.assertEqual((prev.name, prev.version, prev.fields), ("exchange", before.version, before.fields))
+                with self.assertRaises(credlet.BadRequest):
+                    c.get_previous("Not A Name")
+        finally:
+            other.stop()
+
     def test_default_socket(self) -> None:
         with mock.patch.dict(os.environ, {"CREDLET_SOCKET": AGENT.socket}):
             with credlet.Client() as c:

@@ -54,12 +54,11 @@ type Lifecycle interface {
 	// SetExpiresAt writes expires_at into the set's custom metadata, keeping
 	// its other keys; zero removes it.
 	SetExpiresAt(ctx context.Context, path string, t time.Time) error
-	// RewrapMarker reads which version creds rewrap last wrote and when
-	// that version's values were rotated (0 and zero: no marker).
-	RewrapMarker(ctx context.Context, path string) (version int, rotatedAt time.Time, err error)
 	// MarkRewrapped records in the set's custom metadata, keeping its
-	// other keys, that version holds values rotated at rotatedAt.
-	MarkRewrapped(ctx context.Context, path string, version int, rotatedAt time.Time) error
+	// other keys, that version written holds the values of version from,
+	// which were rotated when from was created (fromCreated) or, if from
+	// was itself written by a rewrap, when its marker says.
+	MarkRewrapped(ctx context.Context, path string, from, written int, fromCreated time.Time) error
 }
 
 // lifecycle returns b's Lifecycle, or a usage error naming what needs it.

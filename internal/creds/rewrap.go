@@ -321,15 +321,6 @@ func writeRewrapped(ctx context.Context, b Lifecycle, it *rewrapItem) {
 	if it.status != "rewrapped" {
 		return
 	}
-	rotated := it.created
-	mv, mt, err := b.RewrapMarker(ctx, it.path)
-	if err != nil {
-		it.status, it.detail = "failed", oneLineErr(err)
-		return
-	}
-	if mv == it.version && !mt.IsZero() {
-		rotated = mt
-	}
 	fields := make(map[string][]byte, len(it.fields))
 	for k, v := range it.fields {
 		fields[k] = slices.Clone(v) // Write wipes what it is given
@@ -343,7 +334,7 @@ func writeRewrapped(ctx context.Context, b Lifecycle, it *rewrapItem) {
 		return
 	}
 	it.written = v
-	if err := b.MarkRewrapped(ctx, it.path, v, rotated); err != nil {
+	if err := b.MarkRewrapped(ctx, it.path, it.version, v, it.created); err != nil {
 		it.status = "failed"
 		it.detail = fmt.Sprintf("written as version %d, but recording when its values were rotated failed (agents started from now on report the rewrap as the last rotation): %s", v, oneLineErr(err))
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/credlet/credlet/internal/credspec"
 	"github.com/credlet/credlet/internal/testenv"
 )
 
@@ -78,6 +79,15 @@ func noValues(t *testing.T, where, s string) {
 // the prefix (recursively) to the latest key version as a new KV version,
 // keeps plain fields, leaves plain-only sets alone; a dry run writes
 // nothing; a second run writes nothing; then min_decryption_version can be
+// rewrapMark reads the rewrap marker in the set's custom metadata (0 and
+// the zero time: none).
+func rewrapMark(t *testing.T, b *Vault, path string) (int, time.Time, error) {
+	t.Helper()
+	cm, err := b.customMetadata(context.Background(), path)
+	v, at, _ := credspec.RewrapMark(cm)
+	return v, at, err
+}
+
 // raised and every set still decrypts.
 func TestRewrap(t *testing.T) {
 	testenv.NeedServers(t)
@@ -150,7 +160,7 @@ func TestRewrap(t *testing.T) {
 		}
 		v1, _ := md.Info(1)
 		created[p] = v1.CreatedAt
-		if v, at, err := b.RewrapMarker(ctx, p); err != nil || v != 2 || !at.Equal(v1.CreatedAt) {
+		if v, at, err := rewrapMark(t, b, p); err != nil || v != 2 || !at.Equal(v1.CreatedAt) {
 			t.Errorf("%s: rewrap marker version %d rotated at %v (%v); want 2, version 1's creation %v", p, v, at, err, v1.CreatedAt)
 		}
 	}
@@ -177,7 +187,7 @@ func TestRewrap(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range sets[:2] {
-		if v, at, err := b.RewrapMarker(ctx, p); err != nil || v != 3 || !at.Equal(created[p]) {
+		if v, at, err := rewrapMark(t, b, p); err != nil || v != 3 || !at.Equal(created[p]) {
 			t.Errorf("%s after a second rewrap: marker version %d rotated at %v (%v); want 3, %v", p, v, at, err, created[p])
 		}
 	}
@@ -186,7 +196,7 @@ func TestRewrap(t *testing.T) {
 		t.Fatal(err)
 	}
 	v3, _ := md.Info(3)
-	if v, at, err := b.RewrapMarker(ctx, sets[2]); err != nil || v != 4 || !at.Equal(v3.CreatedAt) {
+	if v, at, err := rewrapMark(t, b, sets[2]); err != nil || v != 4 || !at.Equal(v3.CreatedAt) {
 		t.Errorf("%s rotated then rewrapped: marker version %d rotated at %v (%v); want 4, version 3's creation %v", sets[2], v, at, err, v3.CreatedAt)
 	}
 	if got := mustRead(t, b, sets[2], 0); got["api_key"] != "FAKE-key-2" || !strings.HasPrefix(got["token"], "vault:v4:") {

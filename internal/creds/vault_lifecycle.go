@@ -111,41 +111,28 @@ func (b *Vault) ExpiresAt(ctx context.Context, path string) (time.Time, error) {
 // SetExpiresAt rewrites the set's custom metadata with expires_at set (or
 // removed for the zero time), keeping its other keys.
 func (b *Vault) SetExpiresAt(ctx context.Context, path string, t time.Time) error {
-	cm, err := b.customMetadata(ctx, path)
-	if err != nil {
-		return err
-	}
-	if cm == nil {
-		cm = map[string]string{}
-	}
-	if t.IsZero() {
-		delete(cm, credspec.MetaExpiresAt)
-	} else {
-		cm[credspec.MetaExpiresAt] = t.UTC().Format(time.RFC3339)
-	}
-	mount, rest, _ := b.split(ctx, path)
-	if err := b.kv.WriteCustomMetadata(ctx, mount, rest, cm); err != nil {
-		return b.wrap("write", mount+"/metadata/"+rest, err)
-	}
-	return nil
-}
-
-// RewrapMarker reads custom_metadata rewrapped_version and rotated_at.
-func (b *Vault) RewrapMarker(ctx context.Context, path string) (int, time.Time, error) {
-	cm, err := b.customMetadata(ctx, path)
-	if err != nil {
-		return 0, time.Time{}, err
-	}
-	v, err := strconv.Atoi(cm[credspec.MetaRewrappedVersion])
-	if err != nil || v <= 0 {
-		return 0, time.Time{}, nil
-	}
-	return v, credspec.RotatedAt(cm, v, time.Now()), nil
+	return b.updateCustomMetadata(ctx, path, func(cm map[string]string) {
+		if t.IsZero() {
+			delete(cm, credspec.MetaExpiresAt)
+		} else {
+			cm[credspec.MetaExpiresAt] = t.UTC().Format(time.RFC3339)
+		}
+	})
 }
 
 // MarkRewrapped rewrites the set's custom metadata with rewrapped_version
 // and rotated_at set, keeping its other keys.
-func (b *Vault) MarkRewrapped(ctx context.Context, path string, version int, rotatedAt time.Time) error {
+func (b *Vault) MarkRewrapped(ctx context.Context, path string, from, written int, fromCreated time.Time) error {
+	return b.updateCustomMetadata(ctx, path, func(cm map[string]string) {
+		rotated := credspec.RotatedAt(cm, from, fromCreated)
+		cm[credspec.MetaRewrappedVersion] = strconv.Itoa(written)
+		cm[credspec.MetaRotatedAt] = rotated.UTC().Format(time.RFC3339Nano)
+	})
+}
+
+// updateCustomMetadata reads the set's custom metadata, lets edit change
+// it and writes it back whole (KV v2 keeps no per-key writes).
+func (b *Vault) updateCustomMetadata(ctx context.Context, path string, edit func(map[string]string)) error {
 	cm, err := b.customMetadata(ctx, path)
 	if err != nil {
 		return err
@@ -153,8 +140,7 @@ func (b *Vault) MarkRewrapped(ctx context.Context, path string, version int, rot
 	if cm == nil {
 		cm = map[string]string{}
 	}
-	cm[credspec.MetaRewrappedVersion] = strconv.Itoa(version)
-	cm[credspec.MetaRotatedAt] = rotatedAt.UTC().Format(time.RFC3339Nano)
+	edit(cm)
 	mount, rest, _ := b.split(ctx, path)
 	if err := b.kv.WriteCustomMetadata(ctx, mount, rest, cm); err != nil {
 		return b.wrap("write", mount+"/metadata/"+rest, err)

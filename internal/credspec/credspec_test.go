@@ -247,6 +247,7 @@ func TestRotatedAt(t *testing.T) {
 		{"this version rewrapped", map[string]string{MetaRewrappedVersion: "7", MetaRotatedAt: rotated}, want},
 		{"another version rewrapped", map[string]string{MetaRewrappedVersion: "6", MetaRotatedAt: rotated}, created},
 		{"marker without a time", map[string]string{MetaRewrappedVersion: "7"}, created},
+		{"version not a number", map[string]string{MetaRewrappedVersion: "seven", MetaRotatedAt: rotated}, created},
 		{"time not RFC 3339", map[string]string{MetaRewrappedVersion: "7", MetaRotatedAt: "last month"}, created},
 		{"time after creation", map[string]string{MetaRewrappedVersion: "7", MetaRotatedAt: "2026-12-24T00:00:00Z"}, created},
 	} {

@@ -20,18 +20,29 @@ const (
 	MetaRotatedAt = "rotated_at"
 )
 
+// RewrapMark reads the marker creds rewrap leaves in a set's custom
+// metadata: the version it wrote and when that version's values were
+// rotated. ok is false when there is none or either key does not parse.
+func RewrapMark(custom map[string]string) (version int, rotatedAt time.Time, ok bool) {
+	v, err := strconv.Atoi(custom[MetaRewrappedVersion])
+	if err != nil || v <= 0 {
+		return 0, time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, custom[MetaRotatedAt])
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	return v, t, true
+}
+
 // RotatedAt is when the values of version were last changed: created, its
 // creation time; or, for the version creds rewrap wrote (same values
 // under new ciphertext), the rotation time the rewrap carried over in
 // custom. A marker for another version, or one that does not parse or
 // is later than created, is ignored.
 func RotatedAt(custom map[string]string, version int, created time.Time) time.Time {
-	if custom[MetaRewrappedVersion] != strconv.Itoa(version) {
-		return created
+	if v, t, ok := RewrapMark(custom); ok && v == version && !t.After(created) {
+		return t
 	}
-	t, err := time.Parse(time.RFC3339Nano, custom[MetaRotatedAt])
-	if err != nil || t.After(created) {
-		return created
-	}
-	return t
+	return created
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/credlet/credlet/internal/oneline"
 )
 
 // fleetBench is what the fleet phase measured.
@@ -158,7 +160,7 @@ func (b *bench) stormSection() {
 			note += fmt.Sprintf("; FAILED: %d not ready", r.notReady)
 		}
 		if err := b.errs["fleet storm "+r.method]; err != nil {
-			note += "; FAILED: " + oneLine(err)
+			note += "; FAILED: " + oneline.Of(err.Error(), 300)
 		}
 		perLogin := "—"
 		if len(r.logins) > 0 {
@@ -175,14 +177,6 @@ func (b *bench) stormSection() {
 		"Vault login: Vault's own time per login, the request line to the response line of its file audit device (for Kubernetes auth this includes the TokenReview call to the apiserver). TokenReviews: the apiserver's apiserver_request_total{resource=\"tokenreviews\"} before and after. Vault CPU: user+system seconds of the Vault process (/proc/PID/stat) from the storm's start until every agent was ready, divided per agent in brackets.",
 	}
 	b.rep.sections = append(b.rep.sections, s)
-}
-
-func oneLine(err error) string {
-	m := strings.ReplaceAll(err.Error(), "\n", " ")
-	if len(m) > 300 {
-		m = m[:300] + "…"
-	}
-	return m
 }
 
 func yesNo(ok bool) string {
@@ -213,7 +207,7 @@ func (b *bench) overloadSection() {
 		s.rows[5][1] += " (first failure: " + r.badCheck + ")"
 	}
 	if err := b.errs["fleet overload"]; err != nil {
-		s.rows = append(s.rows, []string{"FAILED", oneLine(err), "—"})
+		s.rows = append(s.rows, []string{"FAILED", oneline.Of(err.Error(), 300), "—"})
 	}
 	s.notes = []string{
 		fmt.Sprintf("As test/reliability's TestVaultOverload at bench size, with the same code (internal/fleet): each simulated agent is the agent's own Vault source with its own client, polling its own secret on a KV v2 mount of its own; the rates are counted from Vault's file audit device (which records the refused requests too); \"during\" starts two refresh intervals after the onset (the time a fleet needs to hear the 429s). Reads per second from the onset: %v.", r.perSec),
@@ -235,7 +229,7 @@ func (b *bench) modelSections() {
 	}
 	if err := b.errs["fleet model"]; err != nil {
 		b.rep.sections = append(b.rep.sections, section{title: "Fleet model", header: []string{"measure", "value"},
-			rows: [][]string{{"fleet model", "not measured: FAILED: " + oneLine(err)}}})
+			rows: [][]string{{"fleet model", "not measured: FAILED: " + oneline.Of(err.Error(), 300)}}})
 		return
 	}
 	m := r.model()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/credlet/credlet/internal/fleet"
+	"github.com/credlet/credlet/internal/testenv"
 	"github.com/credlet/credlet/internal/vault/auth"
 	"github.com/credlet/credlet/internal/vault/lease"
 )
@@ -93,11 +94,12 @@ func (b *bench) benchModel(ctx context.Context, fe *fleetEnv, m int, refresh, wi
 		return res, err
 	}
 	// Every agent started at least one refresh interval ago and has polled.
-	if !sleepCtx(ctx, time.Until(time.Now().Add(refresh))) {
+	if !sleepCtx(ctx, refresh) {
 		return res, ctx.Err()
 	}
-	from, cpu0 := fileSize(fe.auditPath), 0.0
-	if cpu0, err = cpuSeconds(fe.vault.PID()); err != nil {
+	from := fileSize(fe.auditPath)
+	cpu0, err := cpuSeconds(fe.vault.PID())
+	if err != nil {
 		return res, err
 	}
 	t0 := time.Now()
@@ -143,7 +145,7 @@ func (b *bench) benchModel(ctx context.Context, fe *fleetEnv, m int, refresh, wi
 }
 
 func fleetMetaPath(set string) string {
-	return "secret/metadata/partners/" + fleetPartner + "/" + set
+	return testenv.KVMount + "/metadata/partners/" + fleetPartner + "/" + set
 }
 
 // proberToken logs identity i in through Kubernetes auth, as an agent

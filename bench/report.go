@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/credlet/credlet/internal/oneline"
 )
 
 // row is one line of the results table: credlet against one anchor.
@@ -39,10 +41,7 @@ func (r *report) add(rw row) { r.rows = append(r.rows, rw) }
 // fail records a measurement that could not be made: it shows in the table
 // and makes the bench exit non-zero.
 func (r *report) fail(measure string, err error) {
-	msg := strings.ReplaceAll(err.Error(), "\n", " ")
-	if len(msg) > 400 {
-		msg = msg[:400] + "…"
-	}
+	msg := oneline.Of(err.Error(), 400)
 	r.errs = append(r.errs, measure+": "+msg)
 	r.add(row{measure: measure, credlet: "not measured", value: "—", ratio: "—", notes: "FAILED: " + msg})
 }

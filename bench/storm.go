@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/credlet/credlet/internal/oneline"
 )
 
 // stormResult is one login storm: n agents started at once, one auth
@@ -211,7 +213,7 @@ func loginLatencies(evs []auditEvent, path string) (lat []time.Duration, failed 
 	})
 	var top []string
 	for _, c := range counts[:min(2, len(counts))] {
-		top = append(top, fmt.Sprintf("%q ×%d", oneLine(errors.New(c.msg)), c.n))
+		top = append(top, fmt.Sprintf("%q ×%d", oneline.Of(c.msg, 300), c.n))
 	}
 	most = strings.Join(top, ", ")
 	return lat, failed, most

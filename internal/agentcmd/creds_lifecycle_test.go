@@ -2,25 +2,15 @@ package agentcmd
 
 import (
 	"bytes"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/credlet/credlet/internal/filesource"
 )
 
 // TestCredsLifecycleUsage: the lifecycle commands' flags go with their
 // commands only, need Vault, and a misuse exits 2 with one line saying
 // what is allowed (no Vault is contacted for any of these).
 func TestCredsLifecycleUsage(t *testing.T) {
-	dir := t.TempDir()
-	key := filepath.Join(dir, "master.key")
-	k, err := filesource.GenerateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.Close()
-	src := "file:" + filepath.Join(dir, "credentials.enc")
+	key, src := fileSource(t)
 	vault := []string{"--vault-addr", "http://127.0.0.1:1", "--vault-token-file", key} // never dialled
 	tests := []struct {
 		name     string

@@ -11,15 +11,22 @@ import (
 	"github.com/credlet/credlet/internal/filesource"
 )
 
-func TestCredsCommandFileSource(t *testing.T) {
+// fileSource makes a master key and names an encrypted credentials file
+// beside it (not created yet): the key file and the --source value.
+func fileSource(t *testing.T) (key, src string) {
+	t.Helper()
 	dir := t.TempDir()
-	key := filepath.Join(dir, "master.key")
+	key = filepath.Join(dir, "master.key")
 	k, err := filesource.GenerateKey(key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	k.Close()
-	src := "file:" + filepath.Join(dir, "credentials.enc")
+	return key, "file:" + filepath.Join(dir, "credentials.enc")
+}
+
+func TestCredsCommandFileSource(t *testing.T) {
+	key, src := fileSource(t)
 	t.Setenv("CREDLET_MASTER_KEY_FILE", key) // env fallback for the flag
 	tests := []struct {
 		name     string
